@@ -1,0 +1,1 @@
+"""The ``runstream`` command: one CLI, a subcommand per operational task."""

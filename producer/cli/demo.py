@@ -1,0 +1,161 @@
+"""``runstream demo``: two teams' simulated training jobs through Kafka and the worker into the
+embedded ClickHouse, then a comparison table of the runs read back from it."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import runstream
+from runstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class SimulatedJob:
+    team: str
+    project: str
+    name: str
+    config: dict[str, Any]
+    fails_at: float | None = None  # fraction of steps after which the job raises
+
+
+JOBS = (
+    SimulatedJob("vision", "resnet50", "baseline", {"optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 256}),
+    SimulatedJob("vision", "resnet50", "lr-0.03", {"optimizer": {"name": "sgd", "lr": 0.03}, "batch_size": 256}),
+    SimulatedJob("vision", "resnet50", "adamw", {"optimizer": {"name": "adamw", "lr": 0.001}, "batch_size": 128}),
+    SimulatedJob("nlp", "bert-finetune", "base", {"optimizer": {"name": "adamw", "lr": 3e-5}, "batch_size": 32}),
+    SimulatedJob("nlp", "bert-finetune", "warmup", {"optimizer": {"name": "adamw", "lr": 5e-5}, "batch_size": 32}),
+    SimulatedJob(
+        "nlp", "bert-finetune", "high-lr", {"optimizer": {"name": "adamw", "lr": 1e-3}, "batch_size": 64}, 0.6
+    ),
+)
+
+
+class DivergedError(RuntimeError):
+    """The simulated job blew up, as high learning rates do."""
+
+
+def simulate(job: SimulatedJob, steps: int, settings: Settings, advance: Any) -> None:
+    """One training job: a noisy decaying loss, rising accuracy, a learning-rate schedule."""
+    rng = random.Random(f"{job.team}/{job.name}")
+    step = 0
+    lr = float(job.config["optimizer"]["lr"])
+    speed = 3.0 + 20 * min(lr, 0.05) + rng.random()
+    try:
+        with runstream.init(
+            project=job.project, team=job.team, name=job.name, group="demo", tags=["demo"], config=job.config,
+            settings=settings,
+        ) as run:  # fmt: skip
+            for step in range(steps):
+                progress = step / steps
+                if job.fails_at is not None and progress >= job.fails_at:
+                    raise DivergedError(f"{job.name}: loss is NaN at step {step}")
+                loss = 2.5 * math.exp(-speed * progress) + 0.1 + rng.gauss(0, 0.02)
+                acc = 1.0 - 0.9 * math.exp(-speed * progress * 0.8) - rng.random() * 0.01
+                run.log({"train": {"loss": loss, "acc": acc}, "lr": lr * (1 - progress)}, step=step)
+                if step % 50 == 0:
+                    run.log({"eval": {"loss": loss * 1.1, "acc": acc * 0.97}}, step=step)
+                advance()
+                time.sleep(0.0005)
+    except DivergedError:
+        for _ in range(step, steps):  # the run is recorded as failed; the demo goes on
+            advance()
+
+
+RUN_TABLE_SQL = """
+SELECT r.team, r.project, r.name, r.status,
+       m.steps, m.points, p.lr, p.optimizer,
+       m.last_loss, m.best_acc,
+       dateDiff('millisecond', r.started_at, r.ended_at) / 1000 AS seconds
+FROM (SELECT * FROM runs FINAL WHERE run_group = 'demo') AS r
+LEFT JOIN (
+    SELECT run_id, max(step) + 1 AS steps, count() AS points,
+           argMaxIf(value, step, key = 'train/loss') AS last_loss,
+           maxIf(value, key = 'eval/acc') AS best_acc
+    FROM metrics GROUP BY run_id
+) AS m ON m.run_id = r.run_id
+LEFT JOIN (
+    SELECT run_id, anyIf(value, key = 'optimizer.lr') AS lr, anyIf(value, key = 'optimizer.name') AS optimizer
+    FROM params FINAL GROUP BY run_id
+) AS p ON p.run_id = r.run_id
+ORDER BY r.team, r.project, m.best_acc DESC
+"""
+
+
+def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/demo")) -> int:
+    from runstream_worker.clickhouse import connect
+    from runstream_worker.lag import wait_caught_up
+    from runstream_worker.process import WorkerProcess
+
+    console = Console(width=max(Console().width, 120))
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    settings = base.model_copy(
+        update={
+            "clickhouse_url": f"chdb://{(workdir / 'clickhouse').resolve()}",
+            "topic_prefix": f"demo-{stamp}.",
+            "worker_group": f"demo-{stamp}",
+            "heartbeat_interval_s": 5.0,
+        }
+    )
+    console.print(f"[bold]runstream demo[/] Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}")
+    worker = WorkerProcess(settings, workdir / "worker.log").start()
+    worker.wait_ready()
+    started = time.monotonic()
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            task = progress.add_task("training 6 runs of 2 teams", total=steps * len(JOBS))
+            lock = threading.Lock()
+
+            def advance() -> None:
+                with lock:
+                    progress.advance(task)
+
+            threads = [threading.Thread(target=simulate, args=(job, steps, settings, advance)) for job in JOBS]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        with console.status("waiting for the worker to write everything to ClickHouse"):
+            wait_caught_up(settings, timeout_s=180)
+        elapsed = time.monotonic() - started
+    finally:
+        code = worker.stop()
+    if code != 0:
+        console.print(f"[red]worker exited with {code}; see {worker.log_path}[/]")
+        return 1
+    client = connect(settings)
+    try:
+        rows = client.query(RUN_TABLE_SQL).result_rows
+        total = client.query("SELECT count() FROM metrics").result_rows[0][0]
+    finally:
+        client.close()
+    console.print(_comparison_table(rows))
+    console.print(f"{total:,} metric points stored in {elapsed:.1f}s end to end; worker log: {worker.log_path}")
+    return 0
+
+
+def _comparison_table(rows: list[tuple[Any, ...]]) -> Table:
+    table = Table(title="Run comparison (read back from ClickHouse)")
+    for column in ("team", "project", "run", "status", "steps", "points", "optimizer", "lr", "last loss", "best eval acc"):
+        table.add_column(column, justify="right" if column in {"steps", "points", "lr"} else "left")
+    style = {"finished": "green", "failed": "red", "running": "yellow"}
+    for team, project, name, status, n_steps, points, lr, optimizer, last_loss, best_acc, _seconds in rows:
+        table.add_row(
+            team, project, name, f"[{style.get(status, 'white')}]{status}[/]", str(n_steps), f"{points:,}",
+            optimizer, lr, f"{last_loss:.4f}", f"{best_acc:.4f}",
+        )  # fmt: skip
+    return table

@@ -1,0 +1,103 @@
+"""One settings object for SDK, worker and CLI, read from ``RUNSTREAM_*`` env vars or a ``.env`` file.
+
+Explicit keyword arguments (``runstream.init(..., settings=Settings(kafka_bootstrap=...))``) win over
+the environment, which wins over the file, which wins over the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_clickhouse_url() -> str:
+    return "chdb://" + str(Path.home() / ".runstream" / "clickhouse")
+
+
+class Settings(BaseSettings):
+    """runstream configuration. Every field is read from the env var named in its description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNSTREAM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated (RUNSTREAM_KAFKA_BOOTSTRAP)."""
+
+    topic_prefix: str = Field(default="runstream.", pattern=r"^[A-Za-z0-9._\-]*$")
+    """Prefix of every topic name, so pipelines can share a cluster (RUNSTREAM_TOPIC_PREFIX)."""
+
+    topic_partitions: int = Field(default=4, ge=1)
+    """Partitions of topics the worker declares (RUNSTREAM_TOPIC_PARTITIONS)."""
+
+    clickhouse_url: str = Field(default_factory=_default_clickhouse_url)
+    """ClickHouse DSN: ``chdb:///abs/path`` for the embedded engine (default ~/.runstream/clickhouse)
+    or ``http://host:8123`` for a server (RUNSTREAM_CLICKHOUSE_URL)."""
+
+    clickhouse_database: str = Field(default="runstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database holding runstream's tables (RUNSTREAM_CLICKHOUSE_DATABASE)."""
+
+    clickhouse_user: str = "default"
+    """ClickHouse user for server DSNs (RUNSTREAM_CLICKHOUSE_USER)."""
+
+    clickhouse_password: SecretStr = SecretStr("")
+    """ClickHouse password for server DSNs (RUNSTREAM_CLICKHOUSE_PASSWORD); never logged."""
+
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    """How often the SDK's background thread sends buffered points (RUNSTREAM_FLUSH_INTERVAL_S)."""
+
+    max_points_per_record: int = Field(default=4096, ge=1, le=100_000)
+    """Metric points packed into one Kafka record (RUNSTREAM_MAX_POINTS_PER_RECORD)."""
+
+    max_buffered_points: int = Field(default=2_000_000, ge=1000)
+    """Bound on points held in SDK memory; beyond it points are dropped and counted
+    (RUNSTREAM_MAX_BUFFERED_POINTS)."""
+
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
+    """Interval of run heartbeats (RUNSTREAM_HEARTBEAT_INTERVAL_S)."""
+
+    finish_timeout_s: float = Field(default=60.0, ge=0)
+    """Longest wait in ``Run.finish()`` for buffered events to be delivered (RUNSTREAM_FINISH_TIMEOUT_S)."""
+
+    worker_group: str = "runstream-worker"
+    """Kafka consumer group (and Faust app id) of the worker (RUNSTREAM_WORKER_GROUP)."""
+
+    worker_batch_records: int = Field(default=500, ge=1)
+    """Records per worker insert batch, whichever comes first with the interval
+    (RUNSTREAM_WORKER_BATCH_RECORDS)."""
+
+    worker_flush_interval_s: float = Field(default=1.0, gt=0)
+    """Longest time the worker holds a partial batch (RUNSTREAM_WORKER_FLUSH_INTERVAL_S)."""
+
+    worker_commit_interval_s: float = Field(default=1.0, gt=0)
+    """How often the worker commits offsets of inserted records (RUNSTREAM_WORKER_COMMIT_INTERVAL_S)."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the CLI and the worker (RUNSTREAM_LOG_LEVEL)."""
+
+    log_format: Literal["console", "json"] = "console"
+    """Log lines as ``key=value`` text or JSON (RUNSTREAM_LOG_FORMAT)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings as plain values, secrets masked: safe to log or print."""
+        values = self.model_dump()
+        for name, value in values.items():
+            if isinstance(value, SecretStr):
+                values[name] = "**********" if value.get_secret_value() else ""
+        return values
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``RUNSTREAM_*`` env vars (secrets included), to hand to a child process."""
+        env = {}
+        for name, value in self.model_dump().items():
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"RUNSTREAM_{name.upper()}"] = text
+        return env

@@ -1,0 +1,31 @@
+"""Event schemas (v1) and ClickHouse migrations: the one source of truth for the wire format.
+
+Installed as ``runstream_schemas``. Every event is a msgspec struct, encoded as MessagePack on Kafka,
+with a JSON Schema export (``schemas/json/``) for producers written in other languages.
+"""
+
+from runstream_schemas.events import (
+    SCHEMA_VERSION,
+    Event,
+    Heartbeat,
+    MetricBatch,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    RunStatus,
+    decode_event,
+    encode_event,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Event",
+    "Heartbeat",
+    "MetricBatch",
+    "RunEnd",
+    "RunInfo",
+    "RunStart",
+    "RunStatus",
+    "decode_event",
+    "encode_event",
+]

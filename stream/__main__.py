@@ -1,0 +1,3 @@
+from runstream.cli.main import main
+
+main(["worker", "--migrate"])

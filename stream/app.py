@@ -1,0 +1,127 @@
+"""The Faust application: one agent per topic, each buffering records and inserting them in batches.
+
+Offsets: ``take_events`` acks a batch's events only after the agent body returns, and the body
+returns only once ClickHouse has acknowledged the insert (it retries with backoff until then).
+Faust commits acked offsets every ``worker_commit_interval_s``, so a crash replays, never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from runstream._log import get_logger
+from runstream.settings import Settings
+from runstream_schemas.topics import Topics
+from runstream_worker.batch import DecodedBatch, SourceRecord, decode_batch, dedup_token
+from runstream_worker.sink import ClickHouseSink
+
+log = get_logger("runstream.worker")
+
+
+@dataclass
+class WorkerCounters:
+    """Running totals, logged with each batch."""
+
+    records: int = 0
+    points: int = 0
+    rejected: int = 0
+    batches: int = 0
+
+
+class BatchWriter:
+    """Decodes a batch, reports bad records, and writes the rest with retry/backoff."""
+
+    def __init__(self, settings: Settings, sink: ClickHouseSink) -> None:
+        self._settings = settings
+        self._sink = sink
+        # chDB is one session per process: serialise every insert on one thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.counters = WorkerCounters()
+
+    async def handle(self, records: list[SourceRecord]) -> DecodedBatch:
+        decoded = decode_batch(records, self._settings.topic_prefix)
+        for rejected in decoded.rejected:
+            src = rejected.record
+            log.warning(
+                "record skipped",
+                topic=src.topic,
+                partition=src.partition,
+                offset=src.offset,
+                reason=rejected.reason,
+            )
+        if decoded.rows:
+            await self._write_with_retry(decoded, dedup_token(records))
+        c = self.counters
+        c.records += decoded.records
+        c.points += decoded.rows.metric_points
+        c.rejected += len(decoded.rejected)
+        c.batches += 1
+        log.info(
+            "batch written",
+            records=decoded.records,
+            points=decoded.rows.metric_points,
+            runs=len(decoded.rows.runs),
+            rejected=len(decoded.rejected),
+            total_points=c.points,
+        )
+        return decoded
+
+    async def _write_with_retry(self, decoded: DecodedBatch, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._sink.write, decoded.rows, token)
+                return
+            except Exception as exc:
+                log.error("clickhouse insert failed; retrying", error=repr(exc)[:500], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def close(self) -> None:
+        self._executor.submit(self._sink.close).result(timeout=30)
+        self._executor.shutdown(wait=True)
+
+
+def _source(event: Any) -> SourceRecord:
+    message = event.message
+    return SourceRecord(message.topic, message.partition, message.offset, event.value)
+
+
+def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
+    """Build the worker's Faust app from settings (no network until it starts)."""
+    topics = Topics(settings.topic_prefix)
+    app = faust.App(
+        settings.worker_group,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=str(Path(tempfile.gettempdir()) / f"runstream-faust-{settings.worker_group}"),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        broker_commit_interval=settings.worker_commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=True,
+    )
+
+    async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in stream.take_events(settings.worker_batch_records, within=settings.worker_flush_interval_s):
+            await writer.handle([_source(event) for event in events])
+            yield None
+
+    for topic_name in topics.all():
+        topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)
+        app.agent(topic, name=f"write-{topic_name}")(consume)
+
+    return app

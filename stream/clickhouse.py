@@ -1,0 +1,31 @@
+"""ClickHouse clients. The DSN picks the engine: ``chdb:///path`` embedded, ``http(s)://`` a server.
+
+Everything goes through clickhouse-connect, so there is one code path for both engines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from runstream.settings import Settings
+
+
+def is_embedded(url: str) -> bool:
+    return url.startswith("chdb:")
+
+
+def connect(settings: Settings, *, with_database: bool = True, **kwargs: Any) -> Client:
+    """A client for ``settings.clickhouse_url``; ``with_database`` selects runstream's database."""
+    database = settings.clickhouse_database if with_database else None
+    if is_embedded(settings.clickhouse_url):
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=database, **kwargs)
+    return clickhouse_connect.get_client(
+        dsn=settings.clickhouse_url,
+        database=database or "default",
+        username=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        **kwargs,
+    )

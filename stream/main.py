@@ -1,0 +1,45 @@
+"""Running the worker process: check the schema, start Faust, close the sink on the way out."""
+
+from __future__ import annotations
+
+from faust import Worker
+
+from runstream._log import get_logger
+from runstream.errors import RunstreamError
+from runstream.settings import Settings
+from runstream_worker.app import BatchWriter, create_app
+from runstream_worker.migrate import migrate, pending
+from runstream_worker.sink import ClickHouseSink
+from runstream_worker.topics import ensure_topics
+
+log = get_logger("runstream.worker")
+
+
+def check_schema(settings: Settings, apply: bool) -> None:
+    """Apply (``apply``) or require up-to-date migrations before consuming anything."""
+    if apply:
+        migrate(settings)
+    elif pending(settings):
+        raise RunstreamError(
+            "ClickHouse schema is not up to date: run `runstream migrate` (or start with `runstream worker --migrate`)"
+        )
+
+
+def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
+    """Consume until SIGTERM/SIGINT, then flush buffered batches, commit and exit."""
+    check_schema(settings, apply_migrations)
+    ensure_topics(settings)
+    writer = BatchWriter(settings, ClickHouseSink(settings))
+    app = create_app(settings, writer)
+    log.info("worker starting", **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))})
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        writer.close()
+        log.info(
+            "worker stopped",
+            records=writer.counters.records,
+            points=writer.counters.points,
+            rejected=writer.counters.rejected,
+        )

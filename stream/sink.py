@@ -1,0 +1,52 @@
+"""ClickHouse sink: ``write(batch)`` inserts one batch into every table it touches.
+
+A batch is idempotent to retry: each insert carries a deduplication token derived from the
+Kafka offsets it covers, and run/param tables are ReplacingMergeTree.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from clickhouse_connect.driver.client import Client
+
+from runstream.settings import Settings
+from runstream_worker.clickhouse import connect
+from runstream_worker.rows import METRIC_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS, RowBatch
+
+
+class ClickHouseSink:
+    """Writes row batches; one client, used by one thread at a time (chDB is single-session)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    def _ensure_client(self) -> Client:
+        if self._client is None:
+            self._client = connect(self._settings)
+        return self._client
+
+    def write(self, rows: RowBatch, token: str) -> None:
+        """Insert ``rows``; ``token`` names the source offsets so a retried batch is not stored twice."""
+        with self._lock:
+            client = self._ensure_client()
+            if rows.metric_points:
+                client.insert(
+                    "metrics",
+                    rows.metrics,
+                    column_names=METRIC_COLUMNS,
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": f"metrics:{token}"},
+                )
+            if rows.params:
+                client.insert("params", rows.params, column_names=PARAM_COLUMNS)
+            if rows.runs:
+                client.insert("runs", rows.runs, column_names=RUN_COLUMNS)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

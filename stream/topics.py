@@ -1,0 +1,44 @@
+"""Creating the worker's topics before it subscribes, so the first assignment already covers them."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from runstream.errors import CommError
+from runstream.settings import Settings
+from runstream_schemas.topics import Topics
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
+    """Create missing topics (partitions from settings, replication 1 per broker count); returns those created."""
+    deadline = time.monotonic() + timeout_s
+    wanted = Topics(settings.topic_prefix).all()
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="runstream-topics")
+        except KafkaError as exc:
+            last_error = exc
+            time.sleep(1.0)
+            continue
+        try:
+            existing = set(admin.list_topics())
+            brokers = max(1, len(admin.describe_cluster().get("brokers", [])))
+            missing = [name for name in wanted if name not in existing]
+            if missing:
+                new = [NewTopic(name, settings.topic_partitions, min(3, brokers)) for name in missing]
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another worker won the race
+            return missing
+        except KafkaError as exc:
+            last_error = exc
+            time.sleep(1.0)
+        finally:
+            admin.close()
+    raise CommError(f"could not create topics {wanted} on {settings.kafka_bootstrap}: {last_error}")
