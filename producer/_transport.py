@@ -80,7 +80,7 @@ class Transport:
         team: str,
         project: str,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
-        heartbeat: Callable[[], Event] | None = None,
+        heartbeat: Callable[[int], Event] | None = None,
     ) -> None:
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
@@ -95,6 +95,7 @@ class Transport:
         self._retry: collections.deque[_Record] = collections.deque()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._order_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
@@ -106,12 +107,15 @@ class Transport:
     def start(self) -> None:
         self._thread.start()
 
-    def next_seq(self) -> int:
-        return next(self._seq)
+    def publish(self, build: Callable[[int], Event]) -> None:
+        """Queue a lifecycle event built with the next sequence number.
 
-    def publish(self, event: Event) -> None:
-        """Queue a lifecycle event (already stamped with producer id and seq)."""
-        self._outbox.append(_Record(self._topics.runs, self._key, encode_event(event)))
+        Points buffered so far are packed first, so that sequence and send order both put the
+        event after every point logged before it (a run's end follows its last metrics).
+        """
+        with self._order_lock:
+            self._pack_points()
+            self._outbox.append(_Record(self._topics.runs, self._key, encode_event(build(next(self._seq)))))
         self._wake.set()
 
     def nudge(self) -> None:
@@ -142,7 +146,7 @@ class Transport:
             if stopping and deadline is None:
                 deadline = time.monotonic() + self._settings.finish_timeout_s
             if self._heartbeat is not None and time.monotonic() >= next_heartbeat and not stopping:
-                self.publish(self._heartbeat())
+                self.publish(self._heartbeat)
                 next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
             try:
                 self._pump()
@@ -157,10 +161,14 @@ class Transport:
     def _drained(self) -> bool:
         return not self._outbox and not self._retry and not len(self.points) and self._in_flight == 0
 
-    def _pump(self) -> None:
+    def _pack_points(self) -> None:
         columns = self.points.swap()
         if len(columns):
             self._outbox.extend(self._metric_records(columns))
+
+    def _pump(self) -> None:
+        with self._order_lock:
+            self._pack_points()
         if not self._outbox and not self._retry:
             return
         sender = self._ensure_sender()
@@ -187,7 +195,7 @@ class Transport:
             part = columns.slice(start, start + size)
             batch = MetricBatch(
                 producer_id=self.producer_id,
-                seq=self.next_seq(),
+                seq=next(self._seq),
                 run_id=self._run_id,
                 team=self._team,
                 project=self._project,

@@ -109,9 +109,8 @@ class Run:
             settings, self.run_id, team, project, sender_factory=sender_factory, heartbeat=self._heartbeat
         )
         self._transport.start()
-        self._transport.publish(
-            RunStart(producer_id=self._transport.producer_id, seq=self._transport.next_seq(), run=self.info, params=self.params)
-        )
+        producer_id = self._transport.producer_id
+        self._transport.publish(lambda seq: RunStart(producer_id=producer_id, seq=seq, run=self.info, params=self.params))
         atexit.register(self._finish_at_exit)
 
     @property
@@ -175,13 +174,10 @@ class Run:
         except ValueError:
             log.warning("unknown run status; recorded as failed", status=str(status), run_id=self.run_id)
             final = RunStatus.FAILED
+        ended_at_ms = _now_ms()
         self._transport.publish(
-            RunEnd(
-                producer_id=self._transport.producer_id,
-                seq=self._transport.next_seq(),
-                run=self.info,
-                status=final,
-                ended_at_ms=_now_ms(),
+            lambda seq: RunEnd(
+                producer_id=self._transport.producer_id, seq=seq, run=self.info, status=final, ended_at_ms=ended_at_ms
             )
         )
         self.delivery = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
@@ -215,10 +211,10 @@ class Run:
     def _finish_at_exit(self) -> None:
         self.finish(RunStatus.FINISHED)
 
-    def _heartbeat(self) -> Heartbeat:
+    def _heartbeat(self, seq: int) -> Heartbeat:
         return Heartbeat(
             producer_id=self._transport.producer_id,
-            seq=self._transport.next_seq(),
+            seq=seq,
             run=self.info,
             ts_ms=_now_ms(),
             step=self._last_step,

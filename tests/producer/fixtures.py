@@ -1,0 +1,64 @@
+"""A stand-in for kafka-python's producer (the boundary), recording what the SDK sends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from runstream.settings import Settings
+from runstream_schemas.events import Event, MetricBatch, decode_event
+
+
+class _Future:
+    def __init__(self, error: Exception | None) -> None:
+        self._error = error
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any) -> _Future:
+        if self._error is None:
+            fn(*args, None)
+        return self
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any) -> _Future:
+        if self._error is not None:
+            fn(*args, self._error)
+        return self
+
+
+class FakeSender:
+    """Accepts records; ``fail_next`` makes that many deliveries fail (as a broker timeout would)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail_next = 0
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def send(self, topic: str, value: bytes, key: bytes) -> _Future:
+        with self._lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return _Future(TimeoutError("delivery timed out"))
+            self.sent.append((topic, key, value))
+        return _Future(None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+    def events(self) -> list[Event]:
+        return [decode_event(value) for _, _, value in self.sent]
+
+    def points(self) -> list[tuple[str, int, float]]:
+        """(key, step, value) of every metric point sent, in order."""
+        out = []
+        for event in self.events():
+            if isinstance(event, MetricBatch):
+                out.extend(zip(event.keys, event.steps, event.values, strict=True))
+        return out
+
+
+def factory_for(sender: FakeSender) -> Callable[[Settings], FakeSender]:
+    return lambda settings: sender

@@ -1,0 +1,67 @@
+"""Migrations on the real embedded ClickHouse engine (chDB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runstream.settings import Settings
+from runstream_worker.clickhouse import connect
+from runstream_worker.migrate import Migration, MigrationError, load_migrations, migrate, pending
+
+
+def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Settings) -> None:
+    assert [m.version for m in pending(chdb_settings)] == [m.version for m in load_migrations()]
+    applied = migrate(chdb_settings)
+    assert [m.name for m in applied] == ["initial"]
+    assert migrate(chdb_settings) == []  # idempotent
+    assert pending(chdb_settings) == []
+
+    client = connect(chdb_settings)
+    try:
+        tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
+        assert {"runs", "params", "metrics", "schema_migrations"} <= tables
+        assert client.query("SELECT version, name FROM schema_migrations").result_rows == [(1, "initial")]
+        order = client.query(
+            "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"
+        ).result_rows
+        assert order == [("team, project, run_id, key, step",)]
+    finally:
+        client.close()
+
+
+def test_editing_an_applied_migration_is_refused(chdb_settings: Settings) -> None:
+    migrate(chdb_settings)
+    edited = [Migration(1, "initial", load_migrations()[0].sql + "\n-- edited\n")]
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(chdb_settings, edited)
+
+
+def test_a_new_migration_is_applied_after_the_existing_ones(chdb_settings: Settings) -> None:
+    migrate(chdb_settings)
+    extra = [*load_migrations(), Migration(99, "add_note", "ALTER TABLE runs ADD COLUMN IF NOT EXISTS note String;")]
+    assert [m.version for m in migrate(chdb_settings, extra)] == [99]
+    client = connect(chdb_settings)
+    try:
+        columns = {row[0] for row in client.query("DESCRIBE TABLE runs").result_rows}
+    finally:
+        client.close()
+    assert "note" in columns
+
+
+def test_a_failing_statement_names_the_migration(chdb_settings: Settings) -> None:
+    broken = [Migration(1, "broken", "CREATE TABLE nonsense (;")]
+    with pytest.raises(MigrationError, match="0001_broken failed"):
+        migrate(chdb_settings, broken)
+
+
+def test_misnamed_migration_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_initial.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_snake_name.sql"):
+        load_migrations(tmp_path)
+
+
+def test_statements_split_on_semicolons_at_line_ends() -> None:
+    migration = Migration(1, "x", "-- comment; not a statement\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\nSELECT 1;\n")
+    assert migration.statements() == ["CREATE TABLE a (x String DEFAULT ';')\nENGINE = Log", "SELECT 1"]

@@ -1,0 +1,64 @@
+"""Decoding record batches into rows: exact columns, bad records set aside with reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from runstream_schemas.events import Heartbeat, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, encode_event
+from runstream_worker.batch import SourceRecord, decode_batch, dedup_token
+
+INFO = RunInfo(run_id="r1", team="t", project="p", name="n", tags={"a": "b"}, started_at_ms=1_000)
+
+
+def rec(topic: str, offset: int, value: bytes | None) -> SourceRecord:
+    return SourceRecord(topic, 0, offset, value)
+
+
+def test_metric_batches_become_columns() -> None:
+    batch = MetricBatch(
+        producer_id="pid", seq=4, run_id="r1", team="t", project="p",
+        keys=["a", "b"], steps=[1, 1], ts_ms=[10, 11], values=[0.5, 1.5],
+    )  # fmt: skip
+    decoded = decode_batch([rec("x.metrics", 0, encode_event(batch))], "x.")
+    assert decoded.rejected == []
+    assert decoded.rows.metrics == [
+        ["t", "t"], ["p", "p"], ["r1", "r1"], ["a", "b"], [1, 1], [10, 11], [0.5, 1.5], ["pid", "pid"], [4, 4],
+    ]  # fmt: skip
+
+
+def test_lifecycle_events_become_run_and_param_rows() -> None:
+    records = [
+        rec("x.runs", 0, encode_event(RunStart(run=INFO, params={"lr": "0.1"}))),
+        rec("x.runs", 1, encode_event(Heartbeat(run=INFO, ts_ms=1_500))),
+        rec("x.runs", 2, encode_event(RunEnd(run=INFO, status=RunStatus.FINISHED, ended_at_ms=1_000))),
+    ]
+    decoded = decode_batch(records, "x.")
+    started = datetime.fromtimestamp(1, tz=UTC)
+    assert decoded.heartbeats == 1
+    assert decoded.rows.params == [["t", "p", "r1", "lr", "0.1", started]]
+    start_row, end_row = decoded.rows.runs
+    assert start_row[9:] == ["running", started, None, started]
+    # An end in the same millisecond as the start still outranks it.
+    assert end_row[9:] == ["finished", started, started, datetime.fromtimestamp(1.001, tz=UTC)]
+
+
+def test_bad_records_are_rejected_with_reasons_and_good_ones_kept() -> None:
+    good = MetricBatch(run_id="r1", team="t", project="p", keys=["a"], steps=[0], ts_ms=[0], values=[1.0])
+    records = [
+        rec("x.metrics", 0, None),
+        rec("x.metrics", 1, b"\xc1"),
+        rec("x.metrics", 2, encode_event(good)),
+        rec("x.runs", 3, encode_event(good)),
+    ]
+    decoded = decode_batch(records, "x.")
+    assert [(r.record.offset, r.reason.split(":")[0]) for r in decoded.rejected] == [
+        (0, "empty record value"), (1, "invalid event"), (3, "event type MetricBatch does not belong on x.runs"),
+    ]  # fmt: skip
+    assert decoded.rows.metric_points == 1
+    assert decoded.records == 4
+
+
+def test_dedup_token_names_the_offsets_not_their_order() -> None:
+    a, b = rec("x.metrics", 5, b""), SourceRecord("x.metrics", 1, 5, b"")
+    assert dedup_token([a, b]) == dedup_token([b, a])
+    assert dedup_token([a]) != dedup_token([b])
