@@ -101,8 +101,7 @@ def test_three_runs_arrive_exactly_once_with_params_and_status(
         ).result_rows
     }
     assert statuses == {
-        r: (f"team-{i % 2}", "e2e", f"run-{i}", "failed" if i == 2 else "finished", True)
-        for r, i in index_of.items()
+        r: (f"team-{i % 2}", "e2e", f"run-{i}", "failed" if i == 2 else "finished", True) for r, i in index_of.items()
     }
 
 
@@ -116,15 +115,30 @@ def test_malformed_records_are_skipped_with_a_reason_and_nothing_else_is_lost(
 
     def batch(first_step: int) -> MetricBatch:
         return MetricBatch(
-            producer_id="p", seq=first_step, run_id="r1", team="t", project="p",
-            keys=["loss"] * 3, steps=[first_step, first_step + 1, first_step + 2],
-            ts_ms=[1_700_000_000_000] * 3, values=[1.5, 2.5, 3.5],
-        )  # fmt: skip
+            producer_id="p",
+            seq=first_step,
+            run_id="r1",
+            team="t",
+            project="p",
+            keys=["loss"] * 3,
+            steps=[first_step, first_step + 1, first_step + 2],
+            ts_ms=[1_700_000_000_000] * 3,
+            values=[1.5, 2.5, 3.5],
+        )
 
     wrong_lengths = msgspec.msgpack.encode(
-        {"type": "metric_batch", "v": 1, "run_id": "r1", "team": "t", "project": "p",
-         "keys": ["a", "b"], "steps": [1], "ts_ms": [1], "values": [1.0, 2.0]}
-    )  # fmt: skip
+        {
+            "type": "metric_batch",
+            "v": 1,
+            "run_id": "r1",
+            "team": "t",
+            "project": "p",
+            "keys": ["a", "b"],
+            "steps": [1],
+            "ts_ms": [1],
+            "values": [1.0, 2.0],
+        }
+    )
     missing_field = msgspec.msgpack.encode({"type": "metric_batch", "v": 1, "run_id": "r1", "team": "t"})
     wrong_topic = encode_event(RunStart(run=RunInfo(run_id="r1", team="t", project="p")))
     future_version = msgspec.msgpack.encode({**msgspec.to_builtins(batch(50)), "v": 99})

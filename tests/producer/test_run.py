@@ -24,8 +24,14 @@ def settings() -> Settings:
 
 def make_run(settings: Settings, sender: Any, **kwargs: Any) -> Run:
     args: dict[str, Any] = {
-        "project": "p", "team": "t", "name": None, "group": None, "tags": (), "config": None, "run_id": None,
-    }  # fmt: skip
+        "project": "p",
+        "team": "t",
+        "name": None,
+        "group": None,
+        "tags": (),
+        "config": None,
+        "run_id": None,
+    }
     args.update(kwargs)
     return Run(settings=settings, sender_factory=sender if callable(sender) else factory_for(sender), **args)
 
@@ -40,9 +46,13 @@ def test_missing_step_auto_increments_and_nested_keys_flatten(settings: Settings
     run.log({"loss": 0.125})
     assert run.finish().complete
     assert sender.points() == [
-        ("loss", 0, 1.0), ("loss", 1, 0.5), ("eval/acc", 1, 0.25), ("loss", 10, 0.25), ("acc", 10, 0.75),
+        ("loss", 0, 1.0),
+        ("loss", 1, 0.5),
+        ("eval/acc", 1, 0.25),
+        ("loss", 10, 0.25),
+        ("acc", 10, 0.75),
         ("loss", 11, 0.125),
-    ]  # fmt: skip
+    ]
 
 
 def test_backwards_steps_are_dropped_counted_and_warned_once(
@@ -101,7 +111,14 @@ def test_bad_values_are_dropped_with_one_warning_each_and_never_raise(
         run.log("not a mapping")  # type: ignore[arg-type]
         run.log({"ok": 1.0}, step="3")  # type: ignore[arg-type]
     run.finish()
-    assert sender.points() == [("ok", 0, 1.0), ("7", 0, 2.0), ("ok", 1, 1.0), ("7", 1, 2.0), ("ok", 2, 1.0), ("7", 2, 2.0)]
+    assert sender.points() == [
+        ("ok", 0, 1.0),
+        ("7", 0, 2.0),
+        ("ok", 1, 1.0),
+        ("7", 1, 2.0),
+        ("ok", 2, 1.0),
+        ("7", 2, 2.0),
+    ]
     messages = [r.getMessage() for r in caplog.records]
     assert sum("not a number" in m for m in messages) == 3  # one per bad key: s, n, big
     assert sum("too long" in m for m in messages) == 1
@@ -112,9 +129,14 @@ def test_bad_values_are_dropped_with_one_warning_each_and_never_raise(
 def test_lifecycle_events_carry_identity_config_and_sequence(settings: Settings) -> None:
     sender = FakeSender()
     run = make_run(
-        settings, sender, name="exp-1", group="sweep", tags=["baseline"], config={"opt": {"lr": 0.1, "betas": [0.9, 0.99]}, "amp": True},
+        settings,
+        sender,
+        name="exp-1",
+        group="sweep",
+        tags=["baseline"],
+        config={"opt": {"lr": 0.1, "betas": [0.9, 0.99]}, "amp": True},
         run_id="run-42",
-    )  # fmt: skip
+    )
     run.log({"loss": 1.0})
     run.finish()
     events = sender.events()
@@ -174,8 +196,10 @@ def test_failed_deliveries_are_retried(settings: Settings) -> None:
     assert sender.points() == [("loss", 0, 1.0)]
     # Retries may reorder records; every one arrives once, identified by its sequence number.
     assert sorted((e.seq, type(e).__name__) for e in sender.events()) == [
-        (0, "RunStart"), (1, "MetricBatch"), (2, "RunEnd"),
-    ]  # fmt: skip
+        (0, "RunStart"),
+        (1, "MetricBatch"),
+        (2, "RunEnd"),
+    ]
 
 
 def test_unreachable_kafka_never_raises_and_finish_reports_what_is_pending(settings: Settings) -> None:

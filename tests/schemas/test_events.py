@@ -21,16 +21,31 @@ from runstream_schemas.events import (
 )
 
 INFO = RunInfo(
-    run_id="abc123", team="vision", project="resnet", user="ada", name="baseline", group="sweep-1",
-    host="gpu-7", git_commit="f" * 40, tags={"dataset": "imagenet", "baseline": ""}, started_at_ms=1_700_000_000_000,
-)  # fmt: skip
+    run_id="abc123",
+    team="vision",
+    project="resnet",
+    user="ada",
+    name="baseline",
+    group="sweep-1",
+    host="gpu-7",
+    git_commit="f" * 40,
+    tags={"dataset": "imagenet", "baseline": ""},
+    started_at_ms=1_700_000_000_000,
+)
 
 EVENTS = [
     RunStart(producer_id="p1", seq=0, run=INFO, params={"optimizer.lr": "0.1"}),
     MetricBatch(
-        producer_id="p1", seq=1, run_id="abc123", team="vision", project="resnet",
-        keys=["loss", "acc"], steps=[3, 3], ts_ms=[1, 2], values=[float("nan"), float("inf")],
-    ),  # fmt: skip
+        producer_id="p1",
+        seq=1,
+        run_id="abc123",
+        team="vision",
+        project="resnet",
+        keys=["loss", "acc"],
+        steps=[3, 3],
+        ts_ms=[1, 2],
+        values=[float("nan"), float("inf")],
+    ),
     Heartbeat(producer_id="p1", seq=2, run=INFO, ts_ms=5, step=3),
     RunEnd(producer_id="p1", seq=3, run=INFO, status=RunStatus.FAILED, ended_at_ms=9),
 ]
@@ -84,4 +99,6 @@ def test_json_schema_is_valid_and_accepts_real_events_and_rejects_bad_ones() -> 
     finite = msgspec.structs.replace(EVENTS[1], values=[0.5, 1.5])
     validator.validate(json.loads(msgspec.json.encode(finite)))
     with pytest.raises(jsonschema.ValidationError):
-        validator.validate({"type": "run_end", "run": msgspec.to_builtins(INFO), "status": "exploded", "ended_at_ms": 1})
+        validator.validate(
+            {"type": "run_end", "run": msgspec.to_builtins(INFO), "status": "exploded", "ended_at_ms": 1}
+        )

@@ -58,10 +58,12 @@ def test_a_failing_statement_names_the_migration(chdb_settings: Settings) -> Non
 
 def test_misnamed_migration_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "1_initial.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_snake_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_snake_name\.sql"):
         load_migrations(tmp_path)
 
 
 def test_statements_split_on_semicolons_at_line_ends() -> None:
-    migration = Migration(1, "x", "-- comment; not a statement\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\nSELECT 1;\n")
+    migration = Migration(
+        1, "x", "-- comment; not a statement\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\nSELECT 1;\n"
+    )
     assert migration.statements() == ["CREATE TABLE a (x String DEFAULT ';')\nENGINE = Log", "SELECT 1"]

@@ -16,14 +16,29 @@ def rec(topic: str, offset: int, value: bytes | None) -> SourceRecord:
 
 def test_metric_batches_become_columns() -> None:
     batch = MetricBatch(
-        producer_id="pid", seq=4, run_id="r1", team="t", project="p",
-        keys=["a", "b"], steps=[1, 1], ts_ms=[10, 11], values=[0.5, 1.5],
-    )  # fmt: skip
+        producer_id="pid",
+        seq=4,
+        run_id="r1",
+        team="t",
+        project="p",
+        keys=["a", "b"],
+        steps=[1, 1],
+        ts_ms=[10, 11],
+        values=[0.5, 1.5],
+    )
     decoded = decode_batch([rec("x.metrics", 0, encode_event(batch))], "x.")
     assert decoded.rejected == []
     assert decoded.rows.metrics == [
-        ["t", "t"], ["p", "p"], ["r1", "r1"], ["a", "b"], [1, 1], [10, 11], [0.5, 1.5], ["pid", "pid"], [4, 4],
-    ]  # fmt: skip
+        ["t", "t"],
+        ["p", "p"],
+        ["r1", "r1"],
+        ["a", "b"],
+        [1, 1],
+        [10, 11],
+        [0.5, 1.5],
+        ["pid", "pid"],
+        [4, 4],
+    ]
 
 
 def test_lifecycle_events_become_run_and_param_rows() -> None:
@@ -52,8 +67,10 @@ def test_bad_records_are_rejected_with_reasons_and_good_ones_kept() -> None:
     ]
     decoded = decode_batch(records, "x.")
     assert [(r.record.offset, r.reason.split(":")[0]) for r in decoded.rejected] == [
-        (0, "empty record value"), (1, "invalid event"), (3, "event type MetricBatch does not belong on x.runs"),
-    ]  # fmt: skip
+        (0, "empty record value"),
+        (1, "invalid event"),
+        (3, "event type MetricBatch does not belong on x.runs"),
+    ]
     assert decoded.rows.metric_points == 1
     assert decoded.records == 4
 

@@ -13,11 +13,19 @@ from runstream_worker.sink import ClickHouseSink
 def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
     migrate(chdb_settings)
     batch = MetricBatch(
-        run_id="r1", team="t", project="p", keys=["loss", "loss"], steps=[0, 1],
-        ts_ms=[1_700_000_000_000, 1_700_000_000_500], values=[0.5, float("nan")],
-    )  # fmt: skip
+        run_id="r1",
+        team="t",
+        project="p",
+        keys=["loss", "loss"],
+        steps=[0, 1],
+        ts_ms=[1_700_000_000_000, 1_700_000_000_500],
+        values=[0.5, float("nan")],
+    )
     start = RunStart(run=RunInfo(run_id="r1", team="t", project="p", started_at_ms=1_700_000_000_000))
-    records = [SourceRecord("runstream.metrics", 0, 7, encode_event(batch)), SourceRecord("runstream.runs", 0, 3, encode_event(start))]
+    records = [
+        SourceRecord("runstream.metrics", 0, 7, encode_event(batch)),
+        SourceRecord("runstream.runs", 0, 3, encode_event(start)),
+    ]
     rows = decode_batch(records, "runstream.").rows
     sink = ClickHouseSink(chdb_settings)
     try:
@@ -29,15 +37,15 @@ def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
 
     client = connect(chdb_settings)
     try:
-        stored = client.query(
-            "SELECT step, toUnixTimestamp64Milli(ts), value FROM metrics ORDER BY step"
-        ).result_rows
+        stored = client.query("SELECT step, toUnixTimestamp64Milli(ts), value FROM metrics ORDER BY step").result_rows
         runs = client.query("SELECT run_id, status FROM runs FINAL").result_rows
     finally:
         client.close()
     # Two copies (tokens a and b), not three; NaN is stored as NaN.
     assert [(step, ts, repr(value)) for step, ts, value in stored] == [
-        (0, 1_700_000_000_000, "0.5"), (0, 1_700_000_000_000, "0.5"),
-        (1, 1_700_000_000_500, "nan"), (1, 1_700_000_000_500, "nan"),
-    ]  # fmt: skip
+        (0, 1_700_000_000_000, "0.5"),
+        (0, 1_700_000_000_000, "0.5"),
+        (1, 1_700_000_000_500, "nan"),
+        (1, 1_700_000_000_500, "nan"),
+    ]
     assert runs == [("r1", "running")]

@@ -18,6 +18,5 @@ class MissingExtraError(RunstreamError, ImportError):
 
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(
-            f"this feature needs the '{extra}' extra (module {module!r} is missing): "
-            f"pip install 'runstream[{extra}]'"
+            f"this feature needs the '{extra}' extra (module {module!r} is missing): pip install 'runstream[{extra}]'"
         )

@@ -116,7 +116,11 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
     )
 
     async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for events in stream.take_events(settings.worker_batch_records, within=settings.worker_flush_interval_s):
+        # take_events is faust-streaming's; its StreamT protocol does not declare it.
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.worker_batch_records, within=settings.worker_flush_interval_s
+        )
+        async for events in batches:
             await writer.handle([_source(event) for event in events])
             yield None
 

@@ -8,6 +8,7 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,14 @@ def simulate(job: SimulatedJob, steps: int, settings: Settings, advance: Any) ->
     speed = 3.0 + 20 * min(lr, 0.05) + rng.random()
     try:
         with runstream.init(
-            project=job.project, team=job.team, name=job.name, group="demo", tags=["demo"], config=job.config,
+            project=job.project,
+            team=job.team,
+            name=job.name,
+            group="demo",
+            tags=["demo"],
+            config=job.config,
             settings=settings,
-        ) as run:  # fmt: skip
+        ) as run:
             for step in range(steps):
                 progress = step / steps
                 if job.fails_at is not None and progress >= job.fails_at:
@@ -148,14 +154,33 @@ def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/
     return 0
 
 
-def _comparison_table(rows: list[tuple[Any, ...]]) -> Table:
+def _comparison_table(rows: Sequence[Sequence[Any]]) -> Table:
     table = Table(title="Run comparison (read back from ClickHouse)")
-    for column in ("team", "project", "run", "status", "steps", "points", "optimizer", "lr", "last loss", "best eval acc"):
+    for column in (
+        "team",
+        "project",
+        "run",
+        "status",
+        "steps",
+        "points",
+        "optimizer",
+        "lr",
+        "last loss",
+        "best eval acc",
+    ):
         table.add_column(column, justify="right" if column in {"steps", "points", "lr"} else "left")
     style = {"finished": "green", "failed": "red", "running": "yellow"}
     for team, project, name, status, n_steps, points, lr, optimizer, last_loss, best_acc, _seconds in rows:
         table.add_row(
-            team, project, name, f"[{style.get(status, 'white')}]{status}[/]", str(n_steps), f"{points:,}",
-            optimizer, lr, f"{last_loss:.4f}", f"{best_acc:.4f}",
-        )  # fmt: skip
+            team,
+            project,
+            name,
+            f"[{style.get(status, 'white')}]{status}[/]",
+            str(n_steps),
+            f"{points:,}",
+            optimizer,
+            lr,
+            f"{last_loss:.4f}",
+            f"{best_acc:.4f}",
+        )
     return table

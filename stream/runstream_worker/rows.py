@@ -13,9 +13,20 @@ from runstream_schemas.events import MetricBatch, RunEnd, RunStart, RunStatus
 
 METRIC_COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq")
 RUN_COLUMNS = (
-    "team", "project", "run_id", "name", "run_group", "user", "host", "git_commit", "tags",
-    "status", "started_at", "ended_at", "updated_at",
-)  # fmt: skip
+    "team",
+    "project",
+    "run_id",
+    "name",
+    "run_group",
+    "user",
+    "host",
+    "git_commit",
+    "tags",
+    "status",
+    "started_at",
+    "ended_at",
+    "updated_at",
+)
 PARAM_COLUMNS = ("team", "project", "run_id", "key", "value", "updated_at")
 
 
@@ -65,11 +76,20 @@ class RowBatch:
         self.runs.append(self._run_row(event, event.status, _dt(event.ended_at_ms), _dt(version)))
 
     @staticmethod
-    def _run_row(
-        event: RunStart | RunEnd, status: RunStatus, ended: datetime | None, updated: datetime
-    ) -> list[Any]:
+    def _run_row(event: RunStart | RunEnd, status: RunStatus, ended: datetime | None, updated: datetime) -> list[Any]:
         run = event.run
         return [
-            run.team, run.project, run.run_id, run.name, run.group, run.user, run.host, run.git_commit,
-            dict(run.tags), str(status), _dt(run.started_at_ms), ended, updated,
-        ]  # fmt: skip
+            run.team,
+            run.project,
+            run.run_id,
+            run.name,
+            run.group,
+            run.user,
+            run.host,
+            run.git_commit,
+            dict(run.tags),
+            str(status),
+            _dt(run.started_at_ms),
+            ended,
+            updated,
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka import KafkaAdminClient
@@ -20,7 +21,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="runstream-topics")
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="runstream-topics"
+            )
         except KafkaError as exc:
             last_error = exc
             time.sleep(1.0)
@@ -31,10 +34,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
             missing = [name for name in wanted if name not in existing]
             if missing:
                 new = [NewTopic(name, settings.topic_partitions, min(3, brokers)) for name in missing]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # another worker won the race
             return missing
         except KafkaError as exc:
             last_error = exc

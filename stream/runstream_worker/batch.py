@@ -61,7 +61,9 @@ def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch
             continue
         allowed = _ALLOWED.get(record.topic.removeprefix(topic_prefix), ())
         if not isinstance(event, allowed):
-            out.rejected.append(Rejected(record, f"event type {type(event).__name__} does not belong on {record.topic}"))
+            out.rejected.append(
+                Rejected(record, f"event type {type(event).__name__} does not belong on {record.topic}")
+            )
             continue
         if isinstance(event, MetricBatch):
             out.rows.add_metrics(event)

@@ -110,7 +110,9 @@ class Run:
         )
         self._transport.start()
         producer_id = self._transport.producer_id
-        self._transport.publish(lambda seq: RunStart(producer_id=producer_id, seq=seq, run=self.info, params=self.params))
+        self._transport.publish(
+            lambda seq: RunStart(producer_id=producer_id, seq=seq, run=self.info, params=self.params)
+        )
         atexit.register(self._finish_at_exit)
 
     @property
@@ -136,7 +138,9 @@ class Run:
         keys: list[str] = []
         values: list[float] = []
         if not isinstance(metrics, Mapping):
-            self._warn_once("not-mapping", "log() takes a mapping of metric names to numbers", got=type(metrics).__name__)
+            self._warn_once(
+                "not-mapping", "log() takes a mapping of metric names to numbers", got=type(metrics).__name__
+            )
             return
         for key, value in flatten(metrics, "/"):
             number = self._as_number(key, value)

@@ -31,7 +31,10 @@ def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
     ensure_topics(settings)
     writer = BatchWriter(settings, ClickHouseSink(settings))
     app = create_app(settings, writer)
-    log.info("worker starting", **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))})
+    log.info(
+        "worker starting",
+        **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))},
+    )
     worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

@@ -122,7 +122,7 @@ def decode_event(payload: bytes) -> Event:
     Raises ``msgspec.DecodeError`` / ``msgspec.ValidationError`` (both ``msgspec.MsgspecError``)
     with a message that names the offending field.
     """
-    event = _decoder.decode(payload)
+    event: Event = _decoder.decode(payload)
     if event.v != SCHEMA_VERSION:
         raise msgspec.ValidationError(f"unsupported schema version {event.v}, expected {SCHEMA_VERSION}")
     return event

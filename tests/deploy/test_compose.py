@@ -1,0 +1,74 @@
+"""docker-compose.yml against the compose specification's schema, and the stack's wiring."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = Path(os.environ.get("RUNSTREAM_COMPOSE_SCHEMA", REPO / ".cache" / "compose-spec.json"))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_against_the_compose_spec(compose: dict[str, Any]) -> None:
+    assert SCHEMA.exists(), f"{SCHEMA} missing: `make test` downloads it"
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validate(compose, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_the_validator_rejects_a_broken_compose_file(compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    broken = {**compose, "services": {**compose["services"], "kafka": {**compose["services"]["kafka"], "ports": 9092}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_stack_runs_official_images_our_worker_and_the_demo(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:4.0")
+    assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+    assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_PLUGINS_PREINSTALL"]
+    assert services["worker"]["build"]["dockerfile"] == "Dockerfile"
+    assert (REPO / services["worker"]["build"]["dockerfile"]).exists()
+    assert services["worker"]["command"] == ["worker", "--migrate"]
+    assert services["demo"]["command"] == ["demo"]
+    for name in ("worker", "demo"):
+        env = services[name]["environment"]
+        assert env["RUNSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["RUNSTREAM_CLICKHOUSE_URL"] == "http://clickhouse:8123"
+    mounts = services["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    for mount in mounts:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (REPO / source).is_dir(), source
+
+
+def test_no_secret_is_written_in_the_stack() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    for key, value in re.findall(r"(\w*PASSWORD\w*):\s*(\S+)", text):
+        assert value.startswith("${") and ":?" in value, f"{key} must come from the environment, got {value}"
+
+
+def test_grafana_provisioning_files_are_well_formed() -> None:
+    root = REPO / "deploy" / "grafana" / "provisioning"
+    datasource = yaml.safe_load((root / "datasources" / "clickhouse.yaml").read_text())
+    (ds,) = datasource["datasources"]
+    assert ds["type"] == "grafana-clickhouse-datasource"
+    assert ds["uid"] == "runstream-clickhouse"
+    assert ds["jsonData"]["protocol"] == "http" and ds["jsonData"]["defaultDatabase"] == "runstream"
+    assert ds["secureJsonData"]["password"].startswith("${")
+    providers = yaml.safe_load((root / "dashboards" / "runstream.yaml").read_text())["providers"]
+    assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"

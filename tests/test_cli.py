@@ -1,0 +1,67 @@
+"""The `runstream` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def runstream(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runstream.cli.main", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
+    env = {"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}"}
+    first = runstream("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "applied 1 migration(s)"
+    second = runstream("migrate", env=env)
+    assert second.stdout.strip() == "schema is up to date"
+
+
+def test_worker_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
+    result = runstream("worker", env={"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}"})
+    assert result.returncode == 1
+    assert "schema is not up to date: run `runstream migrate`" in result.stderr
+
+
+def test_invalid_settings_are_reported_by_name(tmp_path: Path) -> None:
+    result = runstream("migrate", env={"RUNSTREAM_FLUSH_INTERVAL_S": "-1"})
+    assert result.returncode != 0
+    assert "flush_interval_s" in result.stderr
+
+
+def test_schema_export_is_current() -> None:
+    result = runstream("schemas", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_demo_prints_the_comparison_table_from_clickhouse(kafka_bootstrap: str, tmp_path: Path) -> None:
+    result = runstream(
+        "demo", "--steps", "60", env={"RUNSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap, "COLUMNS": "160"}, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if "│" in line]
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in lines]
+    assert sorted((r[0], r[1], r[2], r[3], r[4]) for r in rows) == [
+        ("nlp", "bert-finetune", "base", "finished", "60"),
+        ("nlp", "bert-finetune", "high-lr", "failed", "36"),
+        ("nlp", "bert-finetune", "warmup", "finished", "60"),
+        ("vision", "resnet50", "adamw", "finished", "60"),
+        ("vision", "resnet50", "baseline", "finished", "60"),
+        ("vision", "resnet50", "lr-0.03", "finished", "60"),
+    ]
+    # 3 train/lr points a step plus 2 eval points every 50th step: 5 runs x (180 + 4), the failed one 108 + 2
+    assert "1,030 metric points stored" in result.stdout
