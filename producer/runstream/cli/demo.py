@@ -46,7 +46,7 @@ class DivergedError(RuntimeError):
     """The simulated job blew up, as high learning rates do."""
 
 
-def simulate(job: SimulatedJob, steps: int, settings: Settings, advance: Any) -> None:
+def simulate(job: SimulatedJob, steps: int, settings: Settings, group: str, advance: Any) -> None:
     """One training job: a noisy decaying loss, rising accuracy, a learning-rate schedule."""
     rng = random.Random(f"{job.team}/{job.name}")
     step = 0
@@ -57,7 +57,7 @@ def simulate(job: SimulatedJob, steps: int, settings: Settings, advance: Any) ->
             project=job.project,
             team=job.team,
             name=job.name,
-            group="demo",
+            group=group,
             tags=["demo"],
             config=job.config,
             settings=settings,
@@ -83,12 +83,12 @@ SELECT r.team, r.project, r.name, r.status,
        m.steps, m.points, p.lr, p.optimizer,
        m.last_loss, m.best_acc,
        dateDiff('millisecond', r.started_at, r.ended_at) / 1000 AS seconds
-FROM (SELECT * FROM runs FINAL WHERE run_group = 'demo') AS r
+FROM (SELECT * FROM runs FINAL WHERE run_group = {group:String}) AS r
 LEFT JOIN (
     SELECT run_id, max(step) + 1 AS steps, count() AS points,
            argMaxIf(value, step, key = 'train/loss') AS last_loss,
            maxIf(value, key = 'eval/acc') AS best_acc
-    FROM metrics GROUP BY run_id
+    FROM metrics WHERE run_id IN (SELECT run_id FROM runs WHERE run_group = {group:String}) GROUP BY run_id
 ) AS m ON m.run_id = r.run_id
 LEFT JOIN (
     SELECT run_id, anyIf(value, key = 'optimizer.lr') AS lr, anyIf(value, key = 'optimizer.name') AS optimizer
@@ -99,59 +99,67 @@ ORDER BY r.team, r.project, m.best_acc DESC
 
 
 def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/demo")) -> int:
-    from runstream_worker.clickhouse import connect
+    """Embedded ClickHouse (the default): a fresh database under ``workdir`` and a worker of its own.
+    A ClickHouse server DSN: the jobs go to the configured topics, for the stack's running worker."""
+    from runstream_worker.clickhouse import connect, is_embedded
     from runstream_worker.lag import wait_caught_up
     from runstream_worker.process import WorkerProcess
 
     console = Console(width=max(Console().width, 120))
-    stamp = time.strftime("%Y%m%d%H%M%S")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    settings = base.model_copy(
-        update={
-            "clickhouse_url": f"chdb://{(workdir / 'clickhouse').resolve()}",
-            "topic_prefix": f"demo-{stamp}.",
-            "worker_group": f"demo-{stamp}",
-            "heartbeat_interval_s": 5.0,
-        }
-    )
+    group = f"demo-{time.strftime('%Y%m%d%H%M%S')}"
+    settings = base.model_copy(update={"heartbeat_interval_s": 5.0})
+    worker: WorkerProcess | None = None
+    if is_embedded(base.clickhouse_url):
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        settings = settings.model_copy(
+            update={
+                "clickhouse_url": f"chdb://{(workdir / 'clickhouse').resolve()}",
+                "topic_prefix": f"{group}.",
+                "worker_group": group,
+            }
+        )
     console.print(f"[bold]runstream demo[/] Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}")
-    worker = WorkerProcess(settings, workdir / "worker.log").start()
-    worker.wait_ready()
+    if is_embedded(settings.clickhouse_url):
+        worker = WorkerProcess(settings, workdir / "worker.log").start().wait_ready()
     started = time.monotonic()
     try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        ) as progress:
-            task = progress.add_task("training 6 runs of 2 teams", total=steps * len(JOBS))
-            lock = threading.Lock()
-
-            def advance() -> None:
-                with lock:
-                    progress.advance(task)
-
-            threads = [threading.Thread(target=simulate, args=(job, steps, settings, advance)) for job in JOBS]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        _train_all(settings, steps, group, console)
         with console.status("waiting for the worker to write everything to ClickHouse"):
             wait_caught_up(settings, timeout_s=180)
         elapsed = time.monotonic() - started
     finally:
-        code = worker.stop()
-    if code != 0:
+        code = worker.stop() if worker is not None else 0
+    if code != 0 and worker is not None:
         console.print(f"[red]worker exited with {code}; see {worker.log_path}[/]")
         return 1
-    client = connect(settings)
+    client = connect(settings)  # embedded: the worker has exited, so this process may open the path
     try:
-        rows = client.query(RUN_TABLE_SQL).result_rows
-        total = client.query("SELECT count() FROM metrics").result_rows[0][0]
+        rows = client.query(RUN_TABLE_SQL, parameters={"group": group}).result_rows
+        total = sum(row[5] for row in rows)
     finally:
         client.close()
     console.print(_comparison_table(rows))
-    console.print(f"{total:,} metric points stored in {elapsed:.1f}s end to end; worker log: {worker.log_path}")
+    console.print(f"{total:,} metric points stored in {elapsed:.1f}s end to end")
     return 0
+
+
+def _train_all(settings: Settings, steps: int, group: str, console: Console) -> None:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"training {len(JOBS)} runs of 2 teams", total=steps * len(JOBS))
+        lock = threading.Lock()
+
+        def advance() -> None:
+            with lock:
+                progress.advance(task)
+
+        threads = [threading.Thread(target=simulate, args=(job, steps, settings, group, advance)) for job in JOBS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _comparison_table(rows: Sequence[Sequence[Any]]) -> Table:
