@@ -25,6 +25,8 @@ from runstream_worker.sink import ClickHouseSink
 
 log = get_logger("runstream.worker")
 
+ASSIGNED_EVENT = "partitions assigned"
+
 
 @dataclass
 class WorkerCounters:
@@ -123,6 +125,12 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
         async for events in batches:
             await writer.handle([_source(event) for event in events])
             yield None
+
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # WorkerProcess.wait_ready() watches for this line.
+        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)
+
+    app.on_partitions_assigned.connect(on_assigned)
 
     for topic_name in topics.all():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)

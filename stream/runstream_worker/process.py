@@ -14,6 +14,8 @@ from runstream.errors import CommError
 from runstream.settings import Settings
 from runstream_schemas.topics import Topics
 
+ASSIGNED_LINE = "partitions assigned"  # in console and JSON log lines alike
+
 
 class WorkerProcess:
     """``runstream worker --migrate`` in a child process with the given settings; logs go to ``log_path``."""
@@ -36,7 +38,7 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout_s: float = 60.0) -> WorkerProcess:
-        """Wait until the worker has declared its topics, so producers never race topic creation."""
+        """Wait until the worker's topics exist and its consumer has joined the group."""
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
@@ -50,7 +52,7 @@ class WorkerProcess:
                 if not self.running():
                     raise CommError(f"worker exited during start (code {self.returncode}): {self.log_text()[-2000:]}")
                 try:
-                    if wanted <= set(admin.list_topics()):
+                    if ASSIGNED_LINE in self.log_text() and wanted <= set(admin.list_topics()):
                         return self
                 except KafkaError:
                     pass
