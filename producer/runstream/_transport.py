@@ -95,6 +95,7 @@ class Transport:
         self._retry: collections.deque[_Record] = collections.deque()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._close_timeout = settings.finish_timeout_s
         self._order_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -124,6 +125,7 @@ class Transport:
 
     def close(self, timeout: float) -> DeliveryReport:
         """Send what is buffered, waiting at most ``timeout`` seconds, and stop the thread."""
+        self._close_timeout = timeout
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
@@ -140,11 +142,12 @@ class Transport:
         next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
         deadline: float | None = None
         while True:
-            self._wake.wait(interval)
+            # While stopping, poll quickly: deliveries complete on kafka-python's thread.
+            self._wake.wait(0.02 if self._stopping.is_set() else interval)
             self._wake.clear()
             stopping = self._stopping.is_set()
             if stopping and deadline is None:
-                deadline = time.monotonic() + self._settings.finish_timeout_s
+                deadline = time.monotonic() + self._close_timeout
             if self._heartbeat is not None and time.monotonic() >= next_heartbeat and not stopping:
                 self.publish(self._heartbeat)
                 next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
@@ -152,10 +155,8 @@ class Transport:
                 self._pump()
             except Exception as exc:  # the sender must survive anything
                 self._warn_once("pump", "sender step failed; will retry", exc)
-            if stopping:
-                if self._drained() or (deadline is not None and time.monotonic() >= deadline):
-                    break
-                time.sleep(0.05)
+            if stopping and (self._drained() or (deadline is not None and time.monotonic() >= deadline)):
+                break
         self._shutdown(deadline)
 
     def _drained(self) -> bool:

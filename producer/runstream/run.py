@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -76,7 +76,7 @@ class Run:
         config: Mapping[str, Any] | None,
         run_id: str | None,
         settings: Settings,
-        sender_factory: Any = kafka_sender,
+        sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
     ) -> None:
         for label, value in (("project", project), ("team", team)):
             if not isinstance(value, str) or not value.strip():
@@ -163,7 +163,10 @@ class Run:
             self._last_step = step
             self._next_step = step + 1
         if keys:
-            self._transport.points.append(keys, step, _now_ms(), values)
+            points = self._transport.points
+            points.append(keys, step, _now_ms(), values)
+            if len(points) >= self.settings.max_points_per_record:
+                self._transport.nudge()  # a full record is waiting: send before the interval ends
 
     def finish(self, status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> DeliveryReport:
         """End the run, send everything buffered (waiting at most ``timeout`` seconds) and report

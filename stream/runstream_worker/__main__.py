@@ -1,3 +1,0 @@
-from runstream.cli.main import main
-
-main(["worker", "--migrate"])
