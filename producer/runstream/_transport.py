@@ -39,7 +39,7 @@ def kafka_sender(settings: Settings) -> RecordSender:
     from kafka import KafkaProducer
 
     producer: RecordSender = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        bootstrap_servers=settings.bootstrap_servers,
         client_id="runstream-sdk",
         acks="all",
         linger_ms=20,

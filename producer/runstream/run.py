@@ -17,11 +17,11 @@ from runstream._log import get_logger
 from runstream._transport import DeliveryReport, RecordSender, Transport, kafka_sender
 from runstream.errors import UsageError
 from runstream.settings import Settings
-from runstream_schemas.events import MAX_KEY_LEN, Heartbeat, RunEnd, RunInfo, RunStart, RunStatus
+from runstream_schemas.events import MAX_KEY_LEN, RUN_ID_PATTERN, Heartbeat, RunEnd, RunInfo, RunStart, RunStatus
 
 log = get_logger("runstream.run")
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 def _now_ms() -> int:

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     """Log lines as ``key=value`` text or JSON (RUNSTREAM_LOG_FORMAT)."""
 
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``kafka_bootstrap`` as the list Kafka clients take."""
+        return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
+
     def as_dict(self) -> dict[str, Any]:
         """Settings as plain values, secrets masked: safe to log or print."""
         values = self.model_dump()

@@ -21,7 +21,8 @@ MAX_POINTS_PER_BATCH: Final = 100_000
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
 OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LEN)]
-RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"
+RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)]
 MetricKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 

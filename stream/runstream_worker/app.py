@@ -103,7 +103,7 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
     topics = Topics(settings.topic_prefix)
     app = faust.App(
         settings.worker_group,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",

@@ -14,7 +14,7 @@ from runstream_schemas.topics import Topics
 
 def consumer_lag(settings: Settings) -> dict[TopicPartition, int]:
     """Per partition: end offset minus the group's committed offset (the whole partition if none)."""
-    servers = settings.kafka_bootstrap.split(",")
+    servers = settings.bootstrap_servers
     admin = KafkaAdminClient(bootstrap_servers=servers, client_id="runstream-lag")
     consumer = KafkaConsumer(bootstrap_servers=servers, client_id="runstream-lag", enable_auto_commit=False)
     try:

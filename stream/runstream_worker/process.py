@@ -44,9 +44,7 @@ class WorkerProcess:
 
         wanted = set(Topics(self.settings.topic_prefix).all())
         deadline = time.monotonic() + timeout_s
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap.split(","), client_id="runstream-ready"
-        )
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers, client_id="runstream-ready")
         try:
             while time.monotonic() < deadline:
                 if not self.running():

@@ -21,9 +21,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="runstream-topics"
-            )
+            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="runstream-topics")
         except KafkaError as exc:
             last_error = exc
             time.sleep(1.0)
