@@ -3,10 +3,28 @@
 >>> import runstream
 >>> with runstream.init(project="resnet", team="vision", config={"lr": 3e-4}) as run:
 ...     run.log({"loss": 0.31, "acc": 0.91}, step=1)
+
+Module-level shortcuts act on the run most recently started with ``init()``:
+``runstream.log``, ``runstream.log_params``, ``runstream.set_tags``, ``runstream.finish``,
+``runstream.active_run``.
 """
 
+from runstream._distributed import Distributed
 from runstream._version import __version__
-from runstream.run import Run, init
+from runstream.run import Run, Summary, active_run, finish, init, log_params, set_tags
+from runstream.run import log_metrics as log
 from runstream.settings import Settings
 
-__all__ = ["Run", "Settings", "__version__", "init"]
+__all__ = [
+    "Distributed",
+    "Run",
+    "Settings",
+    "Summary",
+    "__version__",
+    "active_run",
+    "finish",
+    "init",
+    "log",
+    "log_params",
+    "set_tags",
+]

@@ -1,9 +1,24 @@
-"""Column-wise buffer of metric points, filled by ``Run.log`` and drained by the sender thread."""
+"""Packing of logged rows into column-wise metric records, with the checks ``log()`` leaves out.
+
+``Run.log`` appends ``(step, time_s, keys, values)`` rows to a deque and returns; the sender thread
+takes them here, checks keys and integer ranges, and builds the columns of ``MetricBatch`` records.
+"""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from runstream_schemas.events import MAX_KEY_LEN
+
+Row = tuple[int, float, tuple[Any, ...], tuple[Any, ...]]
+"""(step, time.time(), keys, values) as appended by ``Run.log``."""
+
+# MessagePack carries integers in [-2**63, 2**64); larger ones travel as floats.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+Warn = Callable[..., None]
 
 
 @dataclass
@@ -18,41 +33,71 @@ class PointColumns:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def slice(self, start: int, stop: int) -> PointColumns:
-        return PointColumns(
-            self.keys[start:stop], self.steps[start:stop], self.ts_ms[start:stop], self.values[start:stop]
-        )
 
+class ColumnPacker:
+    """Turns rows into columns; a point with a bad key or value is rejected with one warning per kind."""
 
-class PointBuffer:
-    """Thread-safe append/swap buffer with a hard bound; points over the bound are counted as dropped."""
+    def __init__(self, warn_once: Warn) -> None:
+        self._warn_once = warn_once
+        self._valid_keys: tuple[Any, ...] = ()
+        self.columns = PointColumns()
+        self.rejected = 0
 
-    def __init__(self, max_points: int) -> None:
-        self._max_points = max_points
-        self._lock = threading.Lock()
-        self._columns = PointColumns()
-        self.dropped = 0
-
-    def append(self, keys: list[str], step: int, ts_ms: int, values: list[float]) -> int:
-        """Append points sharing one step and time; returns how many were dropped for lack of room."""
+    def add(self, row: Row) -> int:
+        """Append one row's points; returns how many were accepted."""
+        step, time_s, keys, values = row
+        if keys != self._valid_keys:  # a loop logs the same keys every step: check them once
+            if not self._keys_ok(keys):
+                keys, values = self._filter_keys(keys, values)
+            else:
+                self._valid_keys = keys
+        if int in set(map(type, values)):
+            keys, values = self._fit_ints(keys, values)
         n = len(keys)
-        with self._lock:
-            room = self._max_points - len(self._columns)
-            if room < n:
-                keys, values = keys[: max(room, 0)], values[: max(room, 0)]
-                self.dropped += n - len(keys)
-            cols = self._columns
-            cols.keys.extend(keys)
-            cols.steps.extend([step] * len(keys))
-            cols.ts_ms.extend([ts_ms] * len(keys))
-            cols.values.extend(values)
-            return n - len(keys)
+        cols = self.columns
+        cols.keys.extend(keys)
+        cols.values.extend(values)
+        cols.steps.extend([step] * n)
+        cols.ts_ms.extend([int(time_s * 1000)] * n)
+        return n
 
-    def swap(self) -> PointColumns:
-        """Take everything buffered so far, leaving an empty buffer."""
-        with self._lock:
-            taken, self._columns = self._columns, PointColumns()
+    def take(self) -> PointColumns:
+        taken, self.columns = self.columns, PointColumns()
         return taken
 
-    def __len__(self) -> int:
-        return len(self._columns)
+    @staticmethod
+    def _keys_ok(keys: tuple[Any, ...]) -> bool:
+        return all(type(k) is str and 0 < len(k) <= MAX_KEY_LEN for k in keys)
+
+    def _filter_keys(self, keys: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        kept_keys, kept_values = [], []
+        for key, value in zip(keys, values, strict=True):
+            if type(key) is not str:
+                self.rejected += 1
+                self._warn_once("key-type", "metric keys must be strings; point dropped", key=repr(key)[:64])
+            elif not 0 < len(key) <= MAX_KEY_LEN:
+                self.rejected += 1
+                self._warn_once(
+                    "key-length", "metric key empty or too long; point dropped", key=key[:64], limit=MAX_KEY_LEN
+                )
+            else:
+                kept_keys.append(key)
+                kept_values.append(value)
+        return tuple(kept_keys), tuple(kept_values)
+
+    def _fit_ints(self, keys: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        kept_keys, kept_values = [], []
+        for key, value in zip(keys, values, strict=True):
+            fitted = value
+            if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+                try:
+                    fitted = float(value)
+                except OverflowError:
+                    self.rejected += 1
+                    self._warn_once(
+                        f"value-overflow:{key}", "metric value too large for a float; point dropped", key=key
+                    )
+                    continue
+            kept_keys.append(key)
+            kept_values.append(fitted)
+        return tuple(kept_keys), tuple(kept_values)

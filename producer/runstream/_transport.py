@@ -1,27 +1,36 @@
-"""Background delivery of a run's events to Kafka.
+"""Background delivery of one producer's events: inbox -> spool (on disk) -> Kafka.
 
-The training thread only appends to memory; one daemon thread encodes records and hands them to
-kafka-python. Nothing here raises into user code: failures are counted and logged once per kind.
+The training thread only appends to ``inbox`` (a deque). One daemon thread packs what it finds
+into records, numbers them, appends each to the spool before anything else (so a killed job
+leaves them on disk), and sends them with kafka-python. Records wait in memory for Kafka up to a
+byte budget; past it (Kafka down or slow) they stay on disk only and are read back in order when
+Kafka returns. Spool segments are deleted once Kafka has acknowledged all their records.
+Nothing here raises into user code: failures are counted and logged once per kind.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from runstream._buffer import PointBuffer, PointColumns
+from runstream._buffer import ColumnPacker, PointColumns
 from runstream._log import get_logger
+from runstream._spool import SpoolCursor, SpoolWriter, TopicCode
 from runstream.settings import Settings
 from runstream_schemas.events import Event, MetricBatch, encode_event
 from runstream_schemas.topics import Topics
 
 log = get_logger("runstream.transport")
+
+_SEND_BATCH = 256  # records read back from the spool per step
+_MAX_BACKOFF_S = 10.0
 
 
 class RecordSender(Protocol):
@@ -35,35 +44,67 @@ class RecordSender(Protocol):
 
 
 def kafka_sender(settings: Settings) -> RecordSender:
-    """A kafka-python producer tuned for many small records of one run."""
+    """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
     from kafka import KafkaProducer
 
+    # kafka-python logs every refused connection at ERROR; the SDK reports outages itself, once.
+    kafka_logger = logging.getLogger("kafka")
+    if kafka_logger.level == logging.NOTSET:
+        kafka_logger.setLevel(logging.CRITICAL)
     producer: RecordSender = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="runstream-sdk",
         acks="all",
+        enable_idempotence=True,
         linger_ms=20,
         compression_type="lz4",
-        max_block_ms=5000,
-        request_timeout_ms=15000,
+        bootstrap_timeout_ms=1000,
+        max_block_ms=1000,
+        request_timeout_ms=10_000,
+        delivery_timeout_ms=30_000,
     )
     return producer
 
 
+def topic_name(topics: Topics, code: TopicCode) -> str:
+    return {TopicCode.RUNS: topics.runs, TopicCode.METRICS: topics.metrics, TopicCode.HARDWARE: topics.hardware}[code]
+
+
 @dataclass(frozen=True)
-class _Record:
-    topic: str
-    key: bytes
-    value: bytes
+class Identity:
+    """Who the records belong to: the run, and this process's rank in it."""
+
+    run_id: str
+    team: str
+    project: str
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class EventItem:
+    """A non-metric event waiting in the inbox; built with its sequence number when packed."""
+
+    topic: TopicCode
+    build: Callable[[int], Event]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    seq: int
+    topic: TopicCode
+    payload: bytes
+    segment: int
 
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What ``close()`` could not deliver: records still pending and points dropped for lack of memory."""
+    """What ``close()`` left undelivered. ``spool_path`` holds those records for ``runstream sync``."""
 
     pending_records: int
     dropped_points: int
     failed_sends: int
+    rejected_points: int = 0
+    spool_path: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -71,69 +112,98 @@ class DeliveryReport:
 
 
 class Transport:
-    """Owns one run's point buffer, its outbox of lifecycle events and the sender thread."""
+    """Owns one producer's inbox, spool and Kafka sender, and the thread that moves records along."""
 
     def __init__(
         self,
         settings: Settings,
-        run_id: str,
-        team: str,
-        project: str,
+        identity: Identity,
+        *,
+        spool_dir: Path | None,
+        online: bool = True,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
         heartbeat: Callable[[int], Event] | None = None,
     ) -> None:
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
-        self._run_id, self._team, self._project = run_id, team, project
-        self._key = run_id.encode()
+        self._identity = identity
+        self._key = identity.run_id.encode()
+        self._online = online
         self._sender_factory = sender_factory
         self._heartbeat = heartbeat
-        self.points = PointBuffer(settings.max_buffered_points)
         self.producer_id = uuid.uuid4().hex
-        self._seq = itertools.count()
-        self._outbox: collections.deque[_Record] = collections.deque()
-        self._retry: collections.deque[_Record] = collections.deque()
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
+        self.inbox: collections.deque[Any] = collections.deque()
+        """Rows ``(step, time_s, keys, values)`` from ``log()`` and ``EventItem``s, in call order."""
+        self.point_counts = [0, 0]
+        """[points logged, points packed]: the first written by ``log()``, the second by this thread."""
+        self.dropped_points = 0
+        self._packer = ColumnPacker(self._warn_once_fields)
+        self._seq = 0
+        self._spool = self._open_spool(spool_dir)
+        self._segment_unacked: collections.Counter[int] = collections.Counter()
+        self._unsent: collections.deque[_Pending] = collections.deque()
+        self._unsent_bytes = 0
+        self._spilled: SpoolCursor | None = None
+        self._retry: collections.deque[_Pending] = collections.deque()
+        self._in_flight: dict[int, _Pending] = {}
+        self._in_flight_bytes = 0
+        self._acks: collections.deque[int] = collections.deque()
+        self._failures: collections.deque[int] = collections.deque()
+        self._unspooled_drops = 0
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
         self._close_timeout = settings.finish_timeout_s
-        self._order_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
         self._warned: set[str] = set()
         self.failed_sends = 0
-        self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{identity.run_id[:8]}", daemon=True)
 
-    # -- called from the training thread -------------------------------------------------
+    @property
+    def spool_path(self) -> Path | None:
+        return self._spool.directory if self._spool is not None else None
+
+    # -- called from user threads --------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
-    def publish(self, build: Callable[[int], Event]) -> None:
-        """Queue a lifecycle event built with the next sequence number.
-
-        Points buffered so far are packed first, so that sequence and send order both put the
-        event after every point logged before it (a run's end follows its last metrics).
-        """
-        with self._order_lock:
-            self._pack_points()
-            self._outbox.append(_Record(self._topics.runs, self._key, encode_event(build(next(self._seq)))))
+    def publish(self, topic: TopicCode, build: Callable[[int], Event]) -> None:
+        """Queue an event, built later with its sequence number; it follows every point logged before."""
+        self.inbox.append(EventItem(topic, build))
         self._wake.set()
 
     def nudge(self) -> None:
-        """Ask the sender thread to send now rather than at the next interval."""
+        """Ask the sender thread to act now rather than at the next interval."""
         self._wake.set()
 
+    def buffered_points(self) -> int:
+        return self.point_counts[0] - self.point_counts[1]
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far is on disk and, when online, acknowledged by Kafka."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._thread.is_alive():
+            self._wake.set()
+            if self._settled():
+                return True
+            time.sleep(0.01)
+        return self._settled()
+
     def close(self, timeout: float) -> DeliveryReport:
-        """Send what is buffered, waiting at most ``timeout`` seconds, and stop the thread."""
+        """Pack and send what is queued, waiting at most ``timeout`` seconds, and stop the thread."""
         self._close_timeout = timeout
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(timeout + 5.0)
+        pending = self._pending_records()
         return DeliveryReport(
-            pending_records=len(self._outbox) + len(self._retry) + self._in_flight + (1 if len(self.points) else 0),
-            dropped_points=self.points.dropped,
+            pending_records=pending,
+            dropped_points=self.dropped_points,
             failed_sends=self.failed_sends,
+            rejected_points=self._packer.rejected,
+            spool_path=str(self.spool_path) if pending and self.spool_path is not None else None,
         )
 
     # -- sender thread -------------------------------------------------------------------
@@ -142,105 +212,236 @@ class Transport:
         next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
         deadline: float | None = None
         while True:
-            # While stopping, poll quickly: deliveries complete on kafka-python's thread.
+            # While stopping, poll quickly: acknowledgements arrive on kafka-python's thread.
             self._wake.wait(0.02 if self._stopping.is_set() else interval)
             self._wake.clear()
             stopping = self._stopping.is_set()
             if stopping and deadline is None:
                 deadline = time.monotonic() + self._close_timeout
-            if self._heartbeat is not None and time.monotonic() >= next_heartbeat and not stopping:
-                self.publish(self._heartbeat)
+            if self._heartbeat is not None and not stopping and time.monotonic() >= next_heartbeat:
+                self.publish(TopicCode.RUNS, self._heartbeat)
                 next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
             try:
-                self._pump()
+                self._step()
             except Exception as exc:  # the sender must survive anything
-                self._warn_once("pump", "sender step failed; will retry", exc)
-            if stopping and (self._drained() or (deadline is not None and time.monotonic() >= deadline)):
+                self._warn_once("step", "sender step failed; will retry", exc)
+            if stopping and (self._settled() or (deadline is not None and time.monotonic() >= deadline)):
                 break
         self._shutdown(deadline)
 
-    def _drained(self) -> bool:
-        return not self._outbox and not self._retry and not len(self.points) and self._in_flight == 0
+    def _step(self) -> None:
+        self._pack()
+        self._settle_acks()
+        if self._online and time.monotonic() >= self._retry_at:
+            self._send()
 
-    def _pack_points(self) -> None:
-        columns = self.points.swap()
-        if len(columns):
-            self._outbox.extend(self._metric_records(columns))
+    def _settled(self) -> bool:
+        if self.inbox or self.buffered_points() > 0:
+            return False
+        if not self._online:
+            return True
+        return not (self._unsent or self._retry or self._spilled or self._in_flight or self._acks)
 
-    def _pump(self) -> None:
-        with self._order_lock:
-            self._pack_points()
-        if not self._outbox and not self._retry:
+    def _pending_records(self) -> int:
+        if self._spool is not None:
+            return sum(self._segment_unacked.values())
+        return len(self._unsent) + len(self._retry) + len(self._in_flight) + self._unspooled_drops
+
+    # packing: inbox -> numbered records -> spool (+ memory queue while Kafka keeps up)
+    def _pack(self) -> None:
+        inbox, packer = self.inbox, self._packer
+        limit = self._settings.max_points_per_record
+        while inbox:
+            item = inbox.popleft()
+            if type(item) is tuple:
+                self.point_counts[1] += len(item[3])
+                packer.add(item)
+                if len(packer.columns) >= limit:
+                    self._emit_points()
+            else:
+                self._emit_points()
+                self._emit(item.topic, item.build(self._seq))
+        self._emit_points()
+        if self._spool is not None:
+            self._spool.flush()
+
+    def _emit_points(self) -> None:
+        columns = self._packer.take()
+        size = self._settings.max_points_per_record
+        for start in range(0, len(columns), size):
+            self._emit(TopicCode.METRICS, self._metric_batch(columns, start, start + size))
+
+    def _metric_batch(self, columns: PointColumns, start: int, stop: int) -> MetricBatch:
+        ident = self._identity
+        return MetricBatch(
+            producer_id=self.producer_id,
+            seq=self._seq,
+            rank=ident.rank,
+            run_id=ident.run_id,
+            team=ident.team,
+            project=ident.project,
+            keys=columns.keys[start:stop],
+            steps=columns.steps[start:stop],
+            ts_ms=columns.ts_ms[start:stop],
+            values=columns.values[start:stop],
+        )
+
+    def _emit(self, topic: TopicCode, event: Event) -> None:
+        seq = self._seq
+        self._seq += 1
+        payload = encode_event(event)
+        segment = -1
+        if self._spool is not None:
+            try:
+                segment, offset = self._spool.append(seq, topic, payload)
+            except OSError as exc:
+                self._warn_once("spool-write", "spool write failed; records kept in memory only", exc)
+                self._spool = None
+                segment = -1
+            else:
+                self._segment_unacked[segment] += 1
+                if self._online and (
+                    self._spilled is not None or self._unsent_bytes + len(payload) > self._settings.max_unsent_bytes
+                ):
+                    if self._spilled is None:
+                        self._warn_once_fields(
+                            "spill",
+                            "Kafka is behind; records wait in the spool on disk",
+                            spool=str(self._spool.directory),
+                        )
+                        self._spilled = SpoolCursor(self._spool.directory, segment, offset)
+                    return
+        if not self._online:
+            if self._spool is None:
+                self._unspooled_drops += 1
+                self._warn_once_fields("drop-offline", "offline run without a spool; records dropped")
             return
+        if self._spool is None and self._unsent_bytes + len(payload) > self._settings.max_unsent_bytes:
+            self._unspooled_drops += 1
+            self._warn_once_fields("drop", "no spool and Kafka is behind; records dropped")
+            return
+        self._unsent.append(_Pending(seq, topic, payload, segment))
+        self._unsent_bytes += len(payload)
+
+    # acknowledgements: kafka-python's thread queues them, this thread applies them
+    def _settle_acks(self) -> None:
+        while self._acks:
+            pending = self._in_flight.pop(self._acks.popleft(), None)
+            if pending is not None:
+                self._in_flight_bytes -= len(pending.payload)
+                self._segment_unacked[pending.segment] -= 1
+        while self._failures:
+            pending = self._in_flight.pop(self._failures.popleft(), None)
+            if pending is not None:
+                self._in_flight_bytes -= len(pending.payload)
+                self._retry.append(pending)
+                self._back_off()
+        self._delete_acked_segments()
+
+    def _delete_acked_segments(self) -> None:
+        if self._spool is None:
+            return
+        current = self._spool.segment
+        done = [seg for seg, unacked in self._segment_unacked.items() if unacked <= 0 and seg != current]
+        for segment in done:
+            del self._segment_unacked[segment]
+            try:
+                self._spool.delete_segment(segment)
+            except OSError as exc:
+                self._warn_once("spool-delete", "could not delete a delivered spool segment", exc)
+
+    # sending: retries first, then records in memory, then records read back from the spool
+    def _send(self) -> None:
         sender = self._ensure_sender()
         if sender is None:
             return
-        for queue in (self._retry, self._outbox):
-            while queue:
-                record = queue[0]
-                try:
-                    future = sender.send(record.topic, value=record.value, key=record.key)
-                except Exception as exc:
-                    self._warn_once("send", "kafka send failed; records kept for retry", exc)
+        budget = self._settings.max_unsent_bytes
+        for queue in (self._retry, self._unsent):
+            while queue and self._in_flight_bytes < budget:
+                if not self._send_one(sender, queue[0]):
                     return
-                queue.popleft()
-                with self._in_flight_lock:
-                    self._in_flight += 1
-                future.add_callback(self._delivered)
-                future.add_errback(self._failed, record)
+                pending = queue.popleft()
+                if queue is self._unsent:
+                    self._unsent_bytes -= len(pending.payload)
+        while self._spilled is not None and not self._retry and self._in_flight_bytes < budget:
+            records = self._spilled.read(_SEND_BATCH)
+            for i, record in enumerate(records):
+                pending = _Pending(record.seq, record.topic, record.payload, record.segment)
+                if not self._send_one(sender, pending):
+                    self._retry.extend(
+                        _Pending(r.seq, r.topic, r.payload, r.segment) for r in records[i:]
+                    )  # keep order: resend these before reading further
+                    return
+            if len(records) < _SEND_BATCH:
+                self._spilled = None  # caught up with the writer: back to sending from memory
+                log.info("spool replayed; sending from memory again", run_id=self._identity.run_id)
 
-    def _metric_records(self, columns: PointColumns) -> list[_Record]:
-        size = self._settings.max_points_per_record
-        records = []
-        for start in range(0, len(columns), size):
-            part = columns.slice(start, start + size)
-            batch = MetricBatch(
-                producer_id=self.producer_id,
-                seq=next(self._seq),
-                run_id=self._run_id,
-                team=self._team,
-                project=self._project,
-                keys=part.keys,
-                steps=part.steps,
-                ts_ms=part.ts_ms,
-                values=part.values,
-            )
-            records.append(_Record(self._topics.metrics, self._key, encode_event(batch)))
-        return records
+    def _send_one(self, sender: RecordSender, pending: _Pending) -> bool:
+        try:
+            future = sender.send(topic_name(self._topics, pending.topic), value=pending.payload, key=self._key)
+        except Exception as exc:
+            self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
+            self._back_off()
+            return False
+        self._in_flight[pending.seq] = pending
+        self._in_flight_bytes += len(pending.payload)
+        future.add_callback(self._delivered, pending.seq)
+        future.add_errback(self._failed, pending.seq)
+        self._backoff_s = 0.0
+        return True
 
-    def _delivered(self, _metadata: Any) -> None:
-        with self._in_flight_lock:
-            self._in_flight -= 1
+    def _delivered(self, seq: int, _metadata: Any) -> None:
+        self._acks.append(seq)  # on kafka-python's thread: deque appends are thread-safe
 
-    def _failed(self, record: _Record, exc: BaseException) -> None:
-        # Runs on kafka-python's I/O thread: requeue for the sender thread to try again.
+    def _failed(self, seq: int, exc: BaseException) -> None:
         self.failed_sends += 1
-        self._retry.append(record)
-        with self._in_flight_lock:
-            self._in_flight -= 1
-        self._warn_once("delivery", "kafka delivery failed; record requeued", exc)
+        self._failures.append(seq)
+        self._warn_once("delivery", "Kafka delivery failed; record will be sent again", exc)
         self._wake.set()
+
+    def _back_off(self) -> None:
+        self._backoff_s = min(max(self._backoff_s * 2, 0.5), _MAX_BACKOFF_S)
+        self._retry_at = time.monotonic() + self._backoff_s
 
     def _ensure_sender(self) -> RecordSender | None:
         if self._sender is None:
             try:
                 self._sender = self._sender_factory(self._settings)
             except Exception as exc:
-                self._warn_once("connect", "kafka unreachable; events stay buffered", exc)
+                self._warn_once("connect", "Kafka unreachable; events wait in the spool", exc)
+                self._back_off()
                 return None
         return self._sender
 
     def _shutdown(self, deadline: float | None) -> None:
-        if self._sender is None:
-            return
         remaining = max(0.0, (deadline or time.monotonic()) - time.monotonic())
+        if self._sender is not None:
+            try:
+                self._sender.flush(timeout=remaining)
+                self._sender.close(timeout=min(remaining, 5.0))
+            except Exception as exc:
+                self._warn_once("close", "Kafka producer close failed", exc)
+            self._settle_acks()
+        if self._spool is not None:
+            delivered = self._online and self._pending_records() == 0 and not self.inbox
+            try:
+                self._spool.close(remove=delivered)
+            except OSError as exc:
+                self._warn_once("spool-close", "spool close failed", exc)
+
+    def _open_spool(self, directory: Path | None) -> SpoolWriter | None:
+        if directory is None:
+            return None
         try:
-            self._sender.flush(timeout=remaining)
-            self._sender.close(timeout=min(remaining, 5.0))
-        except Exception as exc:
-            self._warn_once("close", "kafka producer close failed", exc)
+            return SpoolWriter(directory / self.producer_id, self._settings.spool_segment_bytes)
+        except OSError as exc:
+            self._warn_once("spool-open", "cannot create the spool; records kept in memory only", exc)
+            return None
 
     def _warn_once(self, kind: str, message: str, exc: BaseException) -> None:
+        self._warn_once_fields(kind, message, error=repr(exc))
+
+    def _warn_once_fields(self, kind: str, message: str, **fields: Any) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            log.warning(message, run_id=self._run_id, error=repr(exc))
+            log.warning(message, run_id=self._identity.run_id, **fields)

@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from runstream import _environment
+import msgspec
+
+from runstream import _environment, _runstate, _signals
+from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
 from runstream._log import get_logger
-from runstream._transport import DeliveryReport, RecordSender, Transport, kafka_sender
+from runstream._spool import TopicCode
+from runstream._transport import DeliveryReport, Identity, RecordSender, Transport, kafka_sender
 from runstream.errors import UsageError
 from runstream.settings import Settings
-from runstream_schemas.events import MAX_KEY_LEN, RUN_ID_PATTERN, Heartbeat, RunEnd, RunInfo, RunStart, RunStatus
+from runstream_schemas.events import (
+    RUN_ID_PATTERN,
+    HardwareBatch,
+    Heartbeat,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    RunStatus,
+    RunUpdate,
+)
 
 log = get_logger("runstream.run")
 
 _RUN_ID = re.compile(RUN_ID_PATTERN)
+# Values log() hands to the sender thread as they are; anything else is converted in the caller.
+_PLAIN = frozenset((float, int))
+_time = time.time
+
+Mode = Literal["online", "offline", "disabled"]
+SummaryValue = float | str
 
 
 def _now_ms() -> int:
@@ -37,15 +58,23 @@ def init(
     tags: Sequence[str] | Mapping[str, str] = (),
     config: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    resume: bool = False,
+    mode: Mode | None = None,
     settings: Settings | None = None,
+    distributed: Distributed | None = None,
 ) -> Run:
     """Start a run and return it; use it as a context manager or call ``finish()``.
 
     ``tags`` are labels (``["baseline"]``) or key/value pairs (``{"dataset": "imagenet"}``).
     ``config`` may be nested; it is flattened to ``a.b`` keys and stored as the run's params.
-    Raises ``UsageError`` for an empty project/team or a malformed run id; nothing else raises.
+    ``resume=True`` continues the run ``run_id`` (steps go on from the last one logged here).
+    ``mode``: ``"online"`` (default, from settings), ``"offline"`` (spool only; ``runstream sync``
+    later) or ``"disabled"`` (every call does nothing). ``distributed`` is read from the launcher's
+    environment (torchrun, Slurm, MPI) unless given; every rank logs to one run, rank 0 owns its
+    lifecycle (start, params, tags, summary, end).
+    Raises ``UsageError`` for bad arguments; nothing else raises.
     """
-    return Run(
+    run = Run(
         project=project,
         team=team,
         name=name,
@@ -53,16 +82,77 @@ def init(
         tags=tags,
         config=config,
         run_id=run_id,
+        resume=resume,
+        mode=mode,
         settings=settings or Settings(),
+        distributed=distributed,
     )
+    _set_active(run)
+    return run
+
+
+class Summary(MutableMapping[str, SummaryValue]):
+    """A run's summary values (numbers or text), e.g. ``run.summary["best_acc"] = 0.93``.
+
+    Setting a key sends it; use ``update()`` to send several at once.
+    """
+
+    def __init__(self, send: Callable[[dict[str, SummaryValue]], None]) -> None:
+        self._values: dict[str, SummaryValue] = {}
+        self._send = send
+
+    def __getitem__(self, key: str) -> SummaryValue:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        accepted: dict[str, SummaryValue] = {}
+        for key, value in dict(other, **kwargs).items():
+            checked = _summary_value(value)
+            if not isinstance(key, str) or not key or checked is None:
+                log.warning("summary value must be a number or text under a string key; ignored", key=repr(key)[:64])
+                continue
+            accepted[key] = checked
+        self._values.update(accepted)
+        if accepted:
+            self._send(accepted)
+
+    def __repr__(self) -> str:
+        return f"Summary({self._values!r})"
+
+
+def _summary_value(value: Any) -> SummaryValue | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class Run:
-    """One training run. ``log()`` only appends to memory; delivery happens on a background thread.
+    """One training run (or, in a distributed job, this process's part of it).
+
+    ``log()`` only appends to memory; a background thread writes the spool and talks to Kafka.
 
     Step rule: ``log(..., step=None)`` uses the step after the last one logged (0 for the first call).
     An explicit step may repeat the current one (several keys at one step) but may not go back:
     points at a step lower than the last are dropped and counted, with one warning.
+    ``log()`` is meant to be called from one thread; calls from several threads are safe but then
+    share one step counter.
     """
 
     def __init__(
@@ -70,133 +160,330 @@ class Run:
         *,
         project: str,
         team: str,
-        name: str | None,
-        group: str | None,
-        tags: Sequence[str] | Mapping[str, str],
-        config: Mapping[str, Any] | None,
-        run_id: str | None,
+        name: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] | Mapping[str, str] = (),
+        config: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
+        mode: Mode | None = None,
         settings: Settings,
+        distributed: Distributed | None = None,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         for label, value in (("project", project), ("team", team)):
             if not isinstance(value, str) or not value.strip():
                 raise UsageError(f"{label} must be a non-empty string, got {value!r}")
-        if run_id is not None and not _RUN_ID.match(run_id):
-            raise UsageError(f"run_id {run_id!r} must be 1-128 characters of letters, digits, '_', '.', '-'")
+        env = os.environ if environ is None else environ
         self.settings = settings
-        self.run_id = run_id or uuid.uuid4().hex
+        self.mode: Mode = mode or settings.mode
+        if self.mode not in ("online", "offline", "disabled"):
+            raise UsageError(f"mode must be 'online', 'offline' or 'disabled', got {self.mode!r}")
+        self.distributed = distributed or detect(env)
+        self.run_id = self._choose_run_id(run_id, resume, team, project, env)
+        self.owns_lifecycle = self.distributed.rank == 0
+        self.dir = settings.runs_dir / self.run_id
+        state = _runstate.load(self.dir) if resume else None
+        if resume and state is None:
+            log.warning("resume: no local state for this run; steps start at 0", run_id=self.run_id)
         self.info = RunInfo(
             run_id=self.run_id,
             team=team,
             project=project,
             user=_environment.username(),
-            name=name or self.run_id[:8],
-            group=group or "",
+            name=name or (state.name if state else self.run_id[:8]),
+            group=group or (state.group if state else ""),
             host=_environment.hostname(),
             git_commit=_environment.git_commit(),
             tags=dict(tags) if isinstance(tags, Mapping) else {str(t): "" for t in tags},
-            started_at_ms=_now_ms(),
+            started_at_ms=state.started_at_ms if state else _now_ms(),
+            world_size=self.distributed.world_size,
         )
         self.params = {key: param_text(value) for key, value in flatten(config or {}, ".")}
-        self._next_step = 0
-        self._last_step = -1
-        self._lock = threading.Lock()
-        self._finished = False
+        self.summary = Summary(self._send_summary)
+        self._next_step = state.last_step + 1 if state else 0
+        self._last_step = state.last_step if state else -1
+        self._finish_lock = threading.Lock()
+        self._finished = self.mode == "disabled"
         self._warned: set[str] = set()
         self.dropped_points = 0
         self.delivery: DeliveryReport | None = None
+        self._transport: Transport | None = None
+        self._sampler: Any = None
+        if self.mode == "disabled":
+            return
         self._transport = Transport(
-            settings, self.run_id, team, project, sender_factory=sender_factory, heartbeat=self._heartbeat
+            settings,
+            Identity(self.run_id, team, project, self.distributed.rank),
+            spool_dir=self.dir / "spool",
+            online=self.mode == "online",
+            sender_factory=sender_factory,
+            heartbeat=self._heartbeat,
         )
+        self._inbox_append = self._transport.inbox.append
+        self._point_counts = self._transport.point_counts
+        self._nudge = self._transport.nudge
+        self._nudge_at = settings.max_points_per_record
+        self._max_buffered = settings.max_buffered_points
+        self._record_points = settings.max_points_per_record
+        if self.owns_lifecycle:
+            self._save_state(RunStatus.RUNNING)
+            resumed_at = _now_ms() if resume else 0
+            self._transport.publish(
+                TopicCode.RUNS,
+                lambda seq: RunStart(
+                    producer_id=self._producer_id,
+                    seq=seq,
+                    run=self.info,
+                    params=self.params,
+                    resumed_at_ms=resumed_at,
+                ),
+            )
         self._transport.start()
-        producer_id = self._transport.producer_id
-        self._transport.publish(
-            lambda seq: RunStart(producer_id=producer_id, seq=seq, run=self.info, params=self.params)
-        )
+        self._start_sampler()
         atexit.register(self._finish_at_exit)
+        _signals.install_excepthook()
+        if settings.handle_sigterm:
+            _signals.on_sigterm(self._on_sigterm)
+
+    # -- identity ------------------------------------------------------------------------
+    def _choose_run_id(self, run_id: str | None, resume: bool, team: str, project: str, env: Mapping[str, str]) -> str:
+        chosen = run_id or self.settings.run_id
+        if chosen is None and self.distributed.is_distributed:
+            chosen = shared_run_id(env, team, project)
+            if chosen is None:
+                log.warning(
+                    "distributed job without a shared run id: each rank becomes its own run; "
+                    "set RUNSTREAM_RUN_ID or pass run_id",
+                    rank=self.distributed.rank,
+                )
+        if chosen is None:
+            if resume:
+                raise UsageError("resume=True needs the run_id of the run to continue (or RUNSTREAM_RUN_ID)")
+            return uuid.uuid4().hex
+        if not _RUN_ID.match(chosen):
+            raise UsageError(f"run_id {chosen!r} must be 1-128 characters of letters, digits, '_', '.', '-'")
+        return chosen
 
     @property
     def name(self) -> str:
         return self.info.name
 
     @property
+    def id(self) -> str:
+        return self.run_id
+
+    @property
     def step(self) -> int:
         """The last step logged, -1 before the first ``log()``."""
         return self._last_step
 
+    @property
+    def spool_path(self) -> Path | None:
+        """This process's spool directory (None when disabled)."""
+        return self._transport.spool_path if self._transport is not None else None
+
+    @property
+    def _producer_id(self) -> str:
+        assert self._transport is not None
+        return self._transport.producer_id
+
+    # -- logging -------------------------------------------------------------------------
     def log(self, metrics: Mapping[str, Any], *, step: int | None = None) -> None:
         """Record scalar metrics at ``step`` (see the class docstring for the step rule).
 
         Nested dicts become ``a/b`` keys. Values may be int, float, bool or anything with
         ``__float__`` (numpy scalars, 0-d tensors); NaN and +/-inf are kept as such. A value that is
-        not a number is dropped with one warning per key. Never raises on bad metrics and never waits
-        on the network.
+        not a number, or a key that is not a string, is dropped with one warning per key. Never
+        raises on bad input and never waits on the network.
         """
         if self._finished:
-            self._warn_once("finished", "log() after finish() is ignored", run_id=self.run_id)
+            if self.mode != "disabled":
+                self._warn_once("finished", "log() after finish() is ignored", run_id=self.run_id)
             return
-        keys: list[str] = []
-        values: list[float] = []
-        if not isinstance(metrics, Mapping):
+        try:
+            values = tuple(metrics.values())
+        except (AttributeError, TypeError):
             self._warn_once(
                 "not-mapping", "log() takes a mapping of metric names to numbers", got=type(metrics).__name__
             )
             return
-        for key, value in flatten(metrics, "/"):
-            number = self._as_number(key, value)
-            if number is not None:
-                keys.append(key)
-                values.append(number)
-        with self._lock:
-            if step is None:
-                step = self._next_step
-            elif not isinstance(step, int) or isinstance(step, bool):
-                self._warn_once("step-type", "step must be an int; points dropped", step=repr(step))
+        if _PLAIN.issuperset(map(type, values)):
+            keys = tuple(metrics)
+        else:
+            keys, values = self._convert(metrics)
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int:
+            if not hasattr(step, "__index__") or isinstance(step, bool):
+                self._warn_once("step-type", "step must be an int; points dropped", step=repr(step)[:64])
                 self.dropped_points += len(keys)
                 return
-            if step < self._last_step:
+            step = step.__index__()  # numpy integers
+        if step < self._last_step:
+            self._warn_once(
+                "step-back", "step went backwards; such points are dropped", step=step, last_step=self._last_step
+            )
+            self.dropped_points += len(keys)
+            return
+        self._last_step = step
+        self._next_step = step + 1
+        n = len(keys)
+        counts = self._point_counts
+        buffered = counts[0] - counts[1] + n
+        if buffered > self._max_buffered or not n:
+            if n:
+                self._drop_full(n)
+            return
+        counts[0] += n
+        self._inbox_append((step, _time(), keys, values))
+        if counts[0] >= self._nudge_at:  # a record's worth more is waiting: pack before the interval ends
+            self._nudge_at = counts[0] + self._record_points
+            self._nudge()
+
+    def _drop_full(self, n: int) -> None:
+        assert self._transport is not None
+        self._transport.dropped_points += n
+        self._warn_once("buffer-full", "point buffer full; points dropped", limit=self._max_buffered)
+
+    def _convert(self, metrics: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """Slow path of ``log()``: flatten nested dicts and turn values into floats, here in the caller
+        (a tensor or array could change after ``log()`` returns)."""
+        keys: list[Any] = []
+        values: list[Any] = []
+        for key, value in _flatten_metrics(metrics):
+            if type(key) is not str:
+                self.dropped_points += 1
+                self._warn_once("key-type", "metric keys must be strings; point dropped", key=repr(key)[:64])
+                continue
+            if type(value) is float or type(value) is int:
+                number: float | int | None = value
+            elif isinstance(value, (str, bytes, bytearray)) or value is None:
+                number = None
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError, OverflowError):
+                    number = None
+            if number is None:
+                self.dropped_points += 1
                 self._warn_once(
-                    "step-back", "step went backwards; such points are dropped", step=step, last_step=self._last_step
+                    f"value:{key}", "metric value is not a number; dropped", key=str(key)[:64], value=repr(value)[:64]
                 )
-                self.dropped_points += len(keys)
-                return
-            self._last_step = step
-            self._next_step = step + 1
-        if keys:
-            points = self._transport.points
-            points.append(keys, step, _now_ms(), values)
-            if len(points) >= self.settings.max_points_per_record:
-                self._transport.nudge()  # a full record is waiting: send before the interval ends
+                continue
+            keys.append(key)
+            values.append(number)
+        return tuple(keys), tuple(values)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add or change params (nested dicts become ``a.b`` keys; values stored as text)."""
+        if not self._lifecycle_call("log_params"):
+            return
+        if not isinstance(params, Mapping):
+            self._warn_once("params-type", "log_params() takes a mapping", got=type(params).__name__)
+            return
+        new = {key: param_text(value) for key, value in flatten(params, ".")}
+        self.params.update(new)
+        self._publish_update(params=new)
+
+    def set_tags(self, tags: Sequence[str] | Mapping[str, str]) -> None:
+        """Add tags: labels (``["best"]``) or key/value pairs (``{"stage": "finetune"}``)."""
+        if not self._lifecycle_call("set_tags"):
+            return
+        new = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+        self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
+        self._publish_update()
+
+    def _send_summary(self, values: dict[str, SummaryValue]) -> None:
+        if self._lifecycle_call("summary"):
+            self._publish_update(summary=values)
+
+    def _lifecycle_call(self, what: str) -> bool:
+        if self._finished:
+            if self.mode != "disabled":
+                self._warn_once(f"{what}-finished", f"{what} after finish() is ignored", run_id=self.run_id)
+            return False
+        if not self.owns_lifecycle:
+            self._warn_once(
+                f"{what}-rank", f"{what} is ignored on rank {self.distributed.rank}: rank 0 owns the run's record"
+            )
+            return False
+        return True
+
+    def _publish_update(
+        self, params: dict[str, str] | None = None, summary: dict[str, SummaryValue] | None = None
+    ) -> None:
+        assert self._transport is not None
+        info, ts_ms = self.info, _now_ms()
+        self._transport.publish(
+            TopicCode.RUNS,
+            lambda seq: RunUpdate(
+                producer_id=self._producer_id,
+                seq=seq,
+                run=info,
+                ts_ms=ts_ms,
+                params=params or {},
+                summary=summary or {},
+            ),
+        )
+
+    # -- ending --------------------------------------------------------------------------
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything logged so far is in the spool and, online, delivered to Kafka."""
+        if self._transport is None or self._finished:
+            return self._transport is None or (self.delivery is not None and self.delivery.complete)
+        return self._transport.flush(timeout)
 
     def finish(self, status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> DeliveryReport:
         """End the run, send everything buffered (waiting at most ``timeout`` seconds) and report
-        what could not be delivered. Calling it again returns the first report."""
-        with self._lock:
-            if self._finished:
-                assert self.delivery is not None
+        what is still undelivered (it stays in the spool for ``runstream sync``). Calling it again
+        returns the first report."""
+        with _signals.Busy(), self._finish_lock:
+            if self.delivery is not None:
                 return self.delivery
             self._finished = True
-        try:
-            final = RunStatus(status)
-        except ValueError:
-            log.warning("unknown run status; recorded as failed", status=str(status), run_id=self.run_id)
-            final = RunStatus.FAILED
-        ended_at_ms = _now_ms()
-        self._transport.publish(
-            lambda seq: RunEnd(
-                producer_id=self._transport.producer_id, seq=seq, run=self.info, status=final, ended_at_ms=ended_at_ms
+            if self._transport is None:  # disabled
+                self.delivery = DeliveryReport(pending_records=0, dropped_points=0, failed_sends=0)
+                return self.delivery
+            try:
+                final = RunStatus(status)
+            except ValueError:
+                log.warning("unknown run status; recorded as failed", status=str(status), run_id=self.run_id)
+                final = RunStatus.FAILED
+            self._stop_sampler()
+            if self.owns_lifecycle:
+                ended_at_ms = _now_ms()
+                self._transport.publish(
+                    TopicCode.RUNS,
+                    lambda seq: RunEnd(
+                        producer_id=self._producer_id, seq=seq, run=self.info, status=final, ended_at_ms=ended_at_ms
+                    ),
+                )
+                self._save_state(final)
+            report = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
+            self.delivery = report = DeliveryReport(
+                pending_records=report.pending_records,
+                dropped_points=report.dropped_points,
+                failed_sends=report.failed_sends,
+                rejected_points=report.rejected_points + self.dropped_points,
+                spool_path=report.spool_path,
             )
-        )
-        self.delivery = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
-        if not self.delivery.complete:
-            log.warning(
-                "run finished with undelivered events",
-                run_id=self.run_id,
-                pending_records=self.delivery.pending_records,
-                dropped_points=self.delivery.dropped_points,
-            )
-        atexit.unregister(self._finish_at_exit)
-        return self.delivery
+            if self.mode == "offline":
+                log.info("offline run saved; send it with `runstream sync`", run_id=self.run_id, path=str(self.dir))
+            elif report.pending_records:
+                log.warning(
+                    "run finished with undelivered records; send them with `runstream sync`",
+                    run_id=self.run_id,
+                    pending_records=report.pending_records,
+                    spool=report.spool_path,
+                )
+            if report.dropped_points:
+                log.warning("points were dropped: the buffer was full", dropped_points=report.dropped_points)
+            atexit.unregister(self._finish_at_exit)
+            _signals.forget(self._on_sigterm)
+            _clear_active(self)
+            return report
 
     def __enter__(self) -> Run:
         return self
@@ -216,30 +503,91 @@ class Run:
 
     # -- internals -----------------------------------------------------------------------
     def _finish_at_exit(self) -> None:
-        self.finish(RunStatus.FINISHED)
+        self.finish(RunStatus.FAILED if _signals.uncaught_exception_seen() else RunStatus.FINISHED)
+
+    def _on_sigterm(self) -> None:
+        log.warning("SIGTERM: marking the run killed and flushing", run_id=self.run_id)
+        self.finish(RunStatus.KILLED)
 
     def _heartbeat(self, seq: int) -> Heartbeat:
+        if self.owns_lifecycle:
+            self._save_state(RunStatus.RUNNING)
         return Heartbeat(
-            producer_id=self._transport.producer_id,
+            producer_id=self._producer_id,
             seq=seq,
+            rank=self.distributed.rank,
             run=self.info,
             ts_ms=_now_ms(),
             step=self._last_step,
         )
 
-    def _as_number(self, key: str, value: Any) -> float | None:
-        if len(key) > MAX_KEY_LEN:
-            self._warn_once(f"key-long:{key[:32]}", "metric key too long; dropped", key=key[:64], limit=MAX_KEY_LEN)
-            return None
-        if isinstance(value, float):
-            return value
-        if not isinstance(value, (str, bytes)) and value is not None:
+    def _save_state(self, status: RunStatus) -> None:
+        info = self.info
+        try:
+            _runstate.save(
+                self.dir,
+                _runstate.RunState(
+                    run_id=info.run_id,
+                    team=info.team,
+                    project=info.project,
+                    name=info.name,
+                    group=info.group,
+                    started_at_ms=info.started_at_ms,
+                    last_step=self._last_step,
+                    status=str(status),
+                ),
+            )
+        except OSError as exc:
+            self._warn_once("state", "cannot write the run's state file", error=repr(exc), path=str(self.dir))
+
+    def _start_sampler(self) -> None:
+        interval = self.settings.hardware_interval_s
+        if interval <= 0:
+            return
+        try:
+            from runstream.hardware import HardwareSampler
+
+            self._sampler = HardwareSampler(
+                interval,
+                self._emit_hardware,
+                system=self.distributed.local_rank == 0,  # one node-wide reader per node
+                process=True,
+                all_gpus=self.settings.hardware_all_gpus,
+            )
+            self._sampler.start()
+        except Exception as exc:
+            self._warn_once("sampler", "hardware sampler not started", error=repr(exc))
+            self._sampler = None
+
+    def _stop_sampler(self) -> None:
+        if self._sampler is not None:
             try:
-                return float(value)
-            except (TypeError, ValueError, OverflowError):
-                pass
-        self._warn_once(f"value:{key}", "metric value is not a number; dropped", key=key, value=repr(value)[:64])
-        return None
+                self._sampler.stop()
+            except Exception as exc:
+                self._warn_once("sampler-stop", "hardware sampler did not stop cleanly", error=repr(exc))
+
+    def _emit_hardware(self, sample: Any) -> None:
+        if self._transport is None or not sample.keys:
+            return
+        info, rank = self.info, self.distributed.rank
+        n = len(sample.keys)
+        self._transport.publish(
+            TopicCode.HARDWARE,
+            lambda seq: HardwareBatch(
+                producer_id=self._producer_id,
+                seq=seq,
+                rank=rank,
+                run_id=info.run_id,
+                team=info.team,
+                project=info.project,
+                host=info.host,
+                interval_ms=sample.interval_ms,
+                ts_ms=[sample.ts_ms] * n,
+                keys=list(sample.keys),
+                devices=list(sample.devices),
+                values=list(sample.values),
+            ),
+        )
 
     def _warn_once(self, kind: str, message: str, **fields: Any) -> None:
         if kind not in self._warned:
@@ -247,4 +595,62 @@ class Run:
             log.warning(message, **fields)
 
 
-__all__ = ["RecordSender", "Run", "init"]
+def _flatten_metrics(mapping: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[Any, Any]]:
+    """Like ``flatten`` with "/" but keys are kept as given, so a non-string key can be rejected."""
+    for key, value in mapping.items():
+        name = f"{prefix}/{key}" if prefix and isinstance(key, str) else key
+        if isinstance(value, Mapping) and value:
+            if isinstance(name, str):
+                yield from _flatten_metrics(value, name)
+            else:
+                yield name, value
+        else:
+            yield name, value
+
+
+# -- the active run, for the module-level shortcuts -------------------------------------------
+_active: list[Run] = []
+
+
+def _set_active(run: Run) -> None:
+    _active.append(run)
+
+
+def _clear_active(run: Run) -> None:
+    if run in _active:
+        _active.remove(run)
+
+
+def active_run() -> Run | None:
+    """The most recent run started with ``init()`` and not yet finished."""
+    return _active[-1] if _active else None
+
+
+def _require_active(what: str) -> Run:
+    run = active_run()
+    if run is None:
+        raise UsageError(f"runstream.{what}() needs a run: call runstream.init() first")
+    return run
+
+
+def log_metrics(metrics: Mapping[str, Any], *, step: int | None = None) -> None:
+    """``log()`` on the active run."""
+    _require_active("log").log(metrics, step=step)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """``log_params()`` on the active run."""
+    _require_active("log_params").log_params(params)
+
+
+def set_tags(tags: Sequence[str] | Mapping[str, str]) -> None:
+    """``set_tags()`` on the active run."""
+    _require_active("set_tags").set_tags(tags)
+
+
+def finish(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> DeliveryReport:
+    """``finish()`` on the active run."""
+    return _require_active("finish").finish(status, timeout)
+
+
+__all__ = ["RecordSender", "Run", "Summary", "active_run", "init"]

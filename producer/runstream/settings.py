@@ -9,12 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_clickhouse_url() -> str:
     return "chdb://" + str(Path.home() / ".runstream" / "clickhouse")
+
+
+def _default_runs_dir() -> Path:
+    return Path.home() / ".runstream" / "runs"
+
+
+Mode = Literal["online", "offline", "disabled"]
 
 
 class Settings(BaseSettings):
@@ -61,6 +68,33 @@ class Settings(BaseSettings):
     """Bound on points held in SDK memory; beyond it points are dropped and counted
     (RUNSTREAM_MAX_BUFFERED_POINTS)."""
 
+    max_unsent_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    """Bytes of encoded records the SDK keeps in memory for Kafka; past it (Kafka down or slow)
+    records wait only in the on-disk spool (RUNSTREAM_MAX_UNSENT_BYTES)."""
+
+    mode: Mode = "online"
+    """``online`` sends to Kafka; ``offline`` only writes the spool, for ``runstream sync`` later;
+    ``disabled`` makes every call a no-op (RUNSTREAM_MODE). ``init(mode=...)`` overrides it."""
+
+    runs_dir: Path = Field(default_factory=_default_runs_dir)
+    """Where each run keeps its spool and state, in ``<runs_dir>/<run_id>/`` (RUNSTREAM_RUNS_DIR)."""
+
+    spool_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
+    """Size at which the spool starts a new segment file (RUNSTREAM_SPOOL_SEGMENT_BYTES)."""
+
+    run_id: str | None = None
+    """Run id for ``init()`` when none is passed, e.g. shared by every rank of a job (RUNSTREAM_RUN_ID)."""
+
+    hardware_interval_s: float = Field(default=10.0, ge=0, le=3600)
+    """Seconds between hardware samples; 0 turns the sampler off, otherwise at least 0.5
+    (RUNSTREAM_HARDWARE_INTERVAL_S)."""
+
+    hardware_all_gpus: bool = False
+    """Report every GPU of the node instead of those in CUDA_VISIBLE_DEVICES (RUNSTREAM_HARDWARE_ALL_GPUS)."""
+
+    handle_sigterm: bool = True
+    """On SIGTERM, mark the run killed and flush it, then pass the signal on (RUNSTREAM_HANDLE_SIGTERM)."""
+
     heartbeat_interval_s: float = Field(default=30.0, gt=0)
     """Interval of run heartbeats (RUNSTREAM_HEARTBEAT_INTERVAL_S)."""
 
@@ -86,6 +120,13 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     """Log lines as ``key=value`` text or JSON (RUNSTREAM_LOG_FORMAT)."""
 
+    @field_validator("hardware_interval_s")
+    @classmethod
+    def _sampler_floor(cls, value: float) -> float:
+        if 0 < value < 0.5:
+            raise ValueError("hardware_interval_s must be 0 (off) or at least 0.5 seconds")
+        return value
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """``kafka_bootstrap`` as the list Kafka clients take."""
@@ -103,6 +144,8 @@ class Settings(BaseSettings):
         """These settings as ``RUNSTREAM_*`` env vars (secrets included), to hand to a child process."""
         env = {}
         for name, value in self.model_dump().items():
+            if value is None:
+                continue
             text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
             env[f"RUNSTREAM_{name.upper()}"] = text
         return env

@@ -7,12 +7,14 @@ with a JSON Schema export (``schemas/json/``) for producers written in other lan
 from runstream_schemas.events import (
     SCHEMA_VERSION,
     Event,
+    HardwareBatch,
     Heartbeat,
     MetricBatch,
     RunEnd,
     RunInfo,
     RunStart,
     RunStatus,
+    RunUpdate,
     decode_event,
     encode_event,
 )
@@ -20,12 +22,14 @@ from runstream_schemas.events import (
 __all__ = [
     "SCHEMA_VERSION",
     "Event",
+    "HardwareBatch",
     "Heartbeat",
     "MetricBatch",
     "RunEnd",
     "RunInfo",
     "RunStart",
     "RunStatus",
+    "RunUpdate",
     "decode_event",
     "encode_event",
 ]

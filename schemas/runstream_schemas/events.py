@@ -25,6 +25,9 @@ RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"
 RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)]
 MetricKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
+PRODUCER_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{0,64}$"
+ProducerId = Annotated[str, msgspec.Meta(pattern=PRODUCER_ID_PATTERN)]
+Rank = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
 
 class RunStatus(enum.StrEnum):
@@ -50,17 +53,20 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     git_commit: OptionalName = ""
     tags: dict[str, str] = {}
     started_at_ms: EpochMs = 0
+    world_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
 
 
 class _Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Fields every event carries: schema version, producer id and a per-producer sequence number.
+    """Fields every event carries: schema version, producer id, per-producer sequence number and rank.
 
     ``producer_id`` + ``seq`` identify a record uniquely, so replays can be recognised downstream.
+    ``rank`` is the process's rank in a distributed job (0 for single-process runs).
     """
 
     v: int = SCHEMA_VERSION
-    producer_id: str = ""
+    producer_id: ProducerId = ""
     seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    rank: Rank = 0
 
 
 class RunStart(_Envelope, frozen=True, kw_only=True, tag="run_start"):
@@ -68,6 +74,20 @@ class RunStart(_Envelope, frozen=True, kw_only=True, tag="run_start"):
 
     run: RunInfo
     params: dict[str, str] = {}
+    resumed_at_ms: EpochMs = 0
+    """Set when a run is resumed: the new start outranks the earlier end in ``runs``."""
+
+
+class RunUpdate(_Envelope, frozen=True, kw_only=True, tag="run_update"):
+    """Params, tags (inside ``run``) or summary values set while the run is going.
+
+    ``summary`` holds explicit run summary values (``run.summary["best_acc"] = 0.93``), numbers or text.
+    """
+
+    run: RunInfo
+    ts_ms: EpochMs
+    params: dict[str, str] = {}
+    summary: dict[str, float | str] = {}
 
 
 class RunEnd(_Envelope, frozen=True, kw_only=True, tag="run_end"):
@@ -105,8 +125,35 @@ class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
             raise ValueError(f"metric batch holds {n} points, over the limit of {MAX_POINTS_PER_BATCH}")
 
 
-Event = RunStart | RunEnd | Heartbeat | MetricBatch
-LIFECYCLE_EVENTS: Final = (RunStart, RunEnd, Heartbeat)
+class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
+    """Hardware readings of one process or node, column-wise: reading ``i`` is
+    (ts_ms[i], keys[i], devices[i], values[i]). Keys are listed in ``runstream_schemas.hardware_keys``;
+    ``devices`` is "" for host-wide readings and ``gpu<N>`` (NVML index) for a GPU.
+    ``interval_ms`` is the sampling interval, so that GPU-hours can be summed from samples.
+    """
+
+    run_id: RunId
+    team: Name
+    project: Name
+    host: OptionalName = ""
+    interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    ts_ms: list[EpochMs]
+    keys: list[MetricKey]
+    devices: list[Annotated[str, msgspec.Meta(max_length=64)]]
+    values: list[float]
+
+    def __post_init__(self) -> None:
+        n = len(self.keys)
+        if not (len(self.ts_ms) == len(self.devices) == len(self.values) == n):
+            raise ValueError("hardware batch columns differ in length")
+        if n > MAX_POINTS_PER_BATCH:
+            raise ValueError(f"hardware batch holds {n} readings, over the limit of {MAX_POINTS_PER_BATCH}")
+
+
+Event = RunStart | RunUpdate | RunEnd | Heartbeat | MetricBatch | HardwareBatch
+LIFECYCLE_EVENTS: Final = (RunStart, RunUpdate, RunEnd, Heartbeat)
+# Events stored as rows that would be doubled by a replay; the worker drops repeats of these.
+APPEND_ONLY_EVENTS: Final = (MetricBatch, HardwareBatch)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)

@@ -13,7 +13,7 @@ class Topics:
 
     @property
     def runs(self) -> str:
-        """Run lifecycle: start, end, heartbeat."""
+        """Run lifecycle: start, update, end, heartbeat."""
         return f"{self.prefix}runs"
 
     @property
@@ -21,5 +21,10 @@ class Topics:
         """Metric batches."""
         return f"{self.prefix}metrics"
 
+    @property
+    def hardware(self) -> str:
+        """Hardware samples (CPU, RAM, disk, network, GPUs)."""
+        return f"{self.prefix}hardware"
+
     def all(self) -> tuple[str, ...]:
-        return (self.runs, self.metrics)
+        return (self.runs, self.metrics, self.hardware)

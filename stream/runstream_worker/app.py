@@ -34,7 +34,9 @@ class WorkerCounters:
 
     records: int = 0
     points: int = 0
+    hardware_readings: int = 0
     rejected: int = 0
+    replays: int = 0
     batches: int = 0
 
 
@@ -59,29 +61,41 @@ class BatchWriter:
                 offset=src.offset,
                 reason=rejected.reason,
             )
-        if decoded.rows:
+        if decoded.events:
             await self._write_with_retry(decoded, dedup_token(records))
+        rows = decoded.rows
         c = self.counters
         c.records += decoded.records
-        c.points += decoded.rows.metric_points
+        c.points += rows.metric_points
+        c.hardware_readings += rows.hardware_readings
         c.rejected += len(decoded.rejected)
+        c.replays += decoded.replays
         c.batches += 1
         log.info(
             "batch written",
             records=decoded.records,
-            points=decoded.rows.metric_points,
-            runs=len(decoded.rows.runs),
+            points=rows.metric_points,
+            hardware=rows.hardware_readings,
+            runs=len(rows.runs),
             rejected=len(decoded.rejected),
+            replays=decoded.replays,
             total_points=c.points,
         )
         return decoded
+
+    def _write(self, decoded: DecodedBatch, token: str) -> None:
+        # Replays are looked up right before the insert, on the same thread, so a retry of this
+        # batch after a partial failure sees what the failed attempt did store.
+        decoded.drop_replays(self._sink.stored_records(decoded.record_ids()))
+        if decoded.rows:
+            self._sink.write(decoded.rows, token)
 
     async def _write_with_retry(self, decoded: DecodedBatch, token: str) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
             try:
-                await loop.run_in_executor(self._executor, self._sink.write, decoded.rows, token)
+                await loop.run_in_executor(self._executor, self._write, decoded, token)
                 return
             except Exception as exc:
                 log.error("clickhouse insert failed; retrying", error=repr(exc)[:500], retry_in_s=delay)

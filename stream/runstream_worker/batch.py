@@ -1,14 +1,28 @@
-"""Decoding one batch of Kafka records into rows, setting bad records aside with a reason."""
+"""Decoding one batch of Kafka records into events, setting bad records and replays aside."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import msgspec
 
-from runstream_schemas.events import Event, Heartbeat, MetricBatch, RunEnd, RunStart, decode_event
+from runstream_schemas.events import (
+    APPEND_ONLY_EVENTS,
+    Event,
+    HardwareBatch,
+    Heartbeat,
+    MetricBatch,
+    RunEnd,
+    RunStart,
+    RunUpdate,
+    decode_event,
+)
 from runstream_worker.rows import RowBatch
+
+RecordId = tuple[str, int]
+"""(producer id, sequence number): names one record of one producer, whatever its Kafka offset."""
 
 
 @dataclass(frozen=True)
@@ -31,22 +45,57 @@ class Rejected:
 
 @dataclass
 class DecodedBatch:
-    rows: RowBatch = field(default_factory=RowBatch)
+    """Valid events of a batch in offset order, and the records set aside."""
+
+    events: list[Event] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    heartbeats: int = 0
     records: int = 0
+    replays: int = 0
+
+    def record_ids(self) -> set[RecordId]:
+        """Ids of the append-only events, whose repeats would double rows."""
+        return {(e.producer_id, e.seq) for e in self.events if isinstance(e, APPEND_ONLY_EVENTS) and e.producer_id}
+
+    def drop_replays(self, stored: set[RecordId]) -> None:
+        """Drop append-only events whose record is already stored."""
+        if not stored:
+            return
+        kept = [e for e in self.events if not (isinstance(e, APPEND_ONLY_EVENTS) and (e.producer_id, e.seq) in stored)]
+        self.replays += len(self.events) - len(kept)
+        self.events = kept
+        self.__dict__.pop("rows", None)
+
+    @cached_property
+    def rows(self) -> RowBatch:
+        rows = RowBatch()
+        for event in self.events:
+            if isinstance(event, MetricBatch):
+                rows.add_metrics(event)
+            elif isinstance(event, HardwareBatch):
+                rows.add_hardware(event)
+            elif isinstance(event, RunStart):
+                rows.add_run_start(event)
+            elif isinstance(event, RunUpdate):
+                rows.add_run_update(event)
+            elif isinstance(event, RunEnd):
+                rows.add_run_end(event)
+            else:
+                rows.heartbeats += 1
+        return rows
 
 
 # Which event kinds each topic may carry (by topic suffix).
 _ALLOWED: dict[str, tuple[type[Event], ...]] = {
-    "runs": (RunStart, RunEnd, Heartbeat),
+    "runs": (RunStart, RunUpdate, RunEnd, Heartbeat),
     "metrics": (MetricBatch,),
+    "hardware": (HardwareBatch,),
 }
 
 
 def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch:
-    """Decode ``records``; every record ends up either in the rows or in ``rejected``."""
+    """Decode ``records``; each ends up as an event, in ``rejected``, or counted as a repeat within the batch."""
     out = DecodedBatch(records=len(records))
+    seen: set[RecordId] = set()
     for record in records:
         if not record.value:
             out.rejected.append(Rejected(record, "empty record value"))
@@ -65,14 +114,13 @@ def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch
                 Rejected(record, f"event type {type(event).__name__} does not belong on {record.topic}")
             )
             continue
-        if isinstance(event, MetricBatch):
-            out.rows.add_metrics(event)
-        elif isinstance(event, RunStart):
-            out.rows.add_run_start(event)
-        elif isinstance(event, RunEnd):
-            out.rows.add_run_end(event)
-        else:
-            out.heartbeats += 1
+        if isinstance(event, APPEND_ONLY_EVENTS) and event.producer_id:
+            record_id = (event.producer_id, event.seq)
+            if record_id in seen:
+                out.replays += 1
+                continue
+            seen.add(record_id)
+        out.events.append(event)
     return out
 
 

@@ -9,9 +9,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runstream_schemas.events import MetricBatch, RunEnd, RunStart, RunStatus
+from runstream_schemas.events import HardwareBatch, MetricBatch, RunEnd, RunStart, RunStatus, RunUpdate
 
-METRIC_COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq")
+METRIC_COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq", "rank")
+HARDWARE_COLUMNS = (
+    "team",
+    "project",
+    "run_id",
+    "host",
+    "rank",
+    "key",
+    "device",
+    "ts",
+    "value",
+    "interval_ms",
+    "producer_id",
+    "seq",
+)
 RUN_COLUMNS = (
     "team",
     "project",
@@ -26,8 +40,10 @@ RUN_COLUMNS = (
     "started_at",
     "ended_at",
     "updated_at",
+    "world_size",
 )
 PARAM_COLUMNS = ("team", "project", "run_id", "key", "value", "updated_at")
+SUMMARY_COLUMNS = ("team", "project", "run_id", "key", "value", "text", "updated_at")
 
 
 def _dt(ms: int) -> datetime:
@@ -39,19 +55,26 @@ class RowBatch:
     """Rows for every table from one batch of Kafka records."""
 
     metrics: list[list[Any]] = field(default_factory=lambda: [[] for _ in METRIC_COLUMNS])
+    hardware: list[list[Any]] = field(default_factory=lambda: [[] for _ in HARDWARE_COLUMNS])
     runs: list[list[Any]] = field(default_factory=list)
     params: list[list[Any]] = field(default_factory=list)
+    summary: list[list[Any]] = field(default_factory=list)
+    heartbeats: int = 0
 
     @property
     def metric_points(self) -> int:
         return len(self.metrics[0])
 
+    @property
+    def hardware_readings(self) -> int:
+        return len(self.hardware[0])
+
     def __bool__(self) -> bool:
-        return bool(self.metric_points or self.runs or self.params)
+        return bool(self.metric_points or self.hardware_readings or self.runs or self.params or self.summary)
 
     def add_metrics(self, batch: MetricBatch) -> None:
         n = len(batch.keys)
-        team, project, run_id, key, step, ts, value, producer_id, seq = self.metrics
+        team, project, run_id, key, step, ts, value, producer_id, seq, rank = self.metrics
         team.extend([batch.team] * n)
         project.extend([batch.project] * n)
         run_id.extend([batch.run_id] * n)
@@ -61,14 +84,40 @@ class RowBatch:
         value.extend(batch.values)
         producer_id.extend([batch.producer_id] * n)
         seq.extend([batch.seq] * n)
+        rank.extend([batch.rank] * n)
+
+    def add_hardware(self, batch: HardwareBatch) -> None:
+        n = len(batch.keys)
+        team, project, run_id, host, rank, key, device, ts, value, interval_ms, producer_id, seq = self.hardware
+        team.extend([batch.team] * n)
+        project.extend([batch.project] * n)
+        run_id.extend([batch.run_id] * n)
+        host.extend([batch.host] * n)
+        rank.extend([batch.rank] * n)
+        key.extend(batch.keys)
+        device.extend(batch.devices)
+        ts.extend(batch.ts_ms)
+        value.extend(batch.values)
+        interval_ms.extend([batch.interval_ms] * n)
+        producer_id.extend([batch.producer_id] * n)
+        seq.extend([batch.seq] * n)
 
     def add_run_start(self, event: RunStart) -> None:
         run = event.run
-        started = _dt(run.started_at_ms)
-        self.runs.append(self._run_row(event, RunStatus.RUNNING, None, started))
+        version = _dt(max(run.started_at_ms, event.resumed_at_ms))
+        self.runs.append(self._run_row(event, RunStatus.RUNNING, None, version))
         self.params.extend(
-            [run.team, run.project, run.run_id, key, value, started] for key, value in event.params.items()
+            [run.team, run.project, run.run_id, key, value, version] for key, value in event.params.items()
         )
+
+    def add_run_update(self, event: RunUpdate) -> None:
+        run = event.run
+        updated = _dt(max(event.ts_ms, run.started_at_ms))
+        self.runs.append(self._run_row(event, RunStatus.RUNNING, None, updated))
+        self.params.extend([run.team, run.project, run.run_id, k, v, updated] for k, v in event.params.items())
+        for key, value in event.summary.items():
+            number, text = (None, value) if isinstance(value, str) else (value, "")
+            self.summary.append([run.team, run.project, run.run_id, key, number, text, updated])
 
     def add_run_end(self, event: RunEnd) -> None:
         # The end row must outrank the start row in ReplacingMergeTree even within one millisecond.
@@ -76,7 +125,9 @@ class RowBatch:
         self.runs.append(self._run_row(event, event.status, _dt(event.ended_at_ms), _dt(version)))
 
     @staticmethod
-    def _run_row(event: RunStart | RunEnd, status: RunStatus, ended: datetime | None, updated: datetime) -> list[Any]:
+    def _run_row(
+        event: RunStart | RunUpdate | RunEnd, status: RunStatus, ended: datetime | None, updated: datetime
+    ) -> list[Any]:
         run = event.run
         return [
             run.team,
@@ -92,4 +143,5 @@ class RowBatch:
             _dt(run.started_at_ms),
             ended,
             updated,
+            run.world_size,
         ]

@@ -1,7 +1,9 @@
 """ClickHouse sink: ``write(batch)`` inserts one batch into every table it touches.
 
 A batch is idempotent to retry: each insert carries a deduplication token derived from the
-Kafka offsets it covers, and run/param tables are ReplacingMergeTree.
+Kafka offsets it covers, and run/param/summary tables are ReplacingMergeTree. A record replayed
+by a producer (new offsets, same producer id and sequence number) is found with
+``stored_records`` before the batch is written.
 """
 
 from __future__ import annotations
@@ -11,8 +13,21 @@ import threading
 from clickhouse_connect.driver.client import Client
 
 from runstream.settings import Settings
+from runstream_worker.batch import RecordId
 from runstream_worker.clickhouse import connect
-from runstream_worker.rows import METRIC_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS, RowBatch
+from runstream_worker.rows import (
+    HARDWARE_COLUMNS,
+    METRIC_COLUMNS,
+    PARAM_COLUMNS,
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    RowBatch,
+)
+
+_STORED_QUERY = (
+    "SELECT DISTINCT producer_id, seq FROM ingested_records "
+    "WHERE producer_id IN {producers:Array(String)} AND seq IN {seqs:Array(UInt64)}"
+)
 
 
 class ClickHouseSink:
@@ -28,6 +43,19 @@ class ClickHouseSink:
             self._client = connect(self._settings)
         return self._client
 
+    def stored_records(self, ids: set[RecordId]) -> set[RecordId]:
+        """Which of ``ids`` are already stored (their rows were inserted by an earlier batch)."""
+        if not ids:
+            return set()
+        with self._lock:
+            client = self._ensure_client()
+            result = client.query(
+                _STORED_QUERY,
+                parameters={"producers": sorted({p for p, _ in ids}), "seqs": sorted({s for _, s in ids})},
+            )
+        # The query matches producers x seqs; keep exact pairs only.
+        return {(str(p), int(s)) for p, s in result.result_rows} & ids
+
     def write(self, rows: RowBatch, token: str) -> None:
         """Insert ``rows``; ``token`` names the source offsets so a retried batch is not stored twice."""
         with self._lock:
@@ -40,8 +68,18 @@ class ClickHouseSink:
                     column_oriented=True,
                     settings={"insert_deduplication_token": f"metrics:{token}"},
                 )
+            if rows.hardware_readings:
+                client.insert(
+                    "hardware",
+                    rows.hardware,
+                    column_names=HARDWARE_COLUMNS,
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": f"hardware:{token}"},
+                )
             if rows.params:
                 client.insert("params", rows.params, column_names=PARAM_COLUMNS)
+            if rows.summary:
+                client.insert("summary", rows.summary, column_names=SUMMARY_COLUMNS)
             if rows.runs:
                 client.insert("runs", rows.runs, column_names=RUN_COLUMNS)
 

@@ -62,3 +62,40 @@ class FakeSender:
 
 def factory_for(sender: FakeSender) -> Callable[[Settings], FakeSender]:
     return lambda settings: sender
+
+
+class OutageSender(FakeSender):
+    """A sender whose broker can be taken down: while ``down`` is set, connecting and sending fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = threading.Event()
+        self.max_unsent_seen = 0
+
+    def send(self, topic: str, value: bytes, key: bytes) -> _Future:
+        if self.down.is_set():
+            raise TimeoutError("broker unreachable")
+        return super().send(topic, value, key)
+
+
+def outage_factory(sender: OutageSender) -> Callable[[Settings], OutageSender]:
+    def connect(settings: Settings) -> OutageSender:
+        if sender.down.is_set():
+            raise ConnectionRefusedError("no broker")
+        return sender
+
+    return connect
+
+
+class BlockedSender(FakeSender):
+    """A sender stuck on the network until ``release`` is set (a broker that never answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def send(self, topic: str, value: bytes, key: bytes) -> _Future:
+        self.entered.set()
+        self.release.wait()
+        return super().send(topic, value, key)

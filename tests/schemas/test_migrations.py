@@ -14,15 +14,18 @@ from runstream_worker.migrate import Migration, MigrationError, load_migrations,
 def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Settings) -> None:
     assert [m.version for m in pending(chdb_settings)] == [m.version for m in load_migrations()]
     applied = migrate(chdb_settings)
-    assert [m.name for m in applied] == ["initial"]
+    assert [m.name for m in applied] == ["initial", "sdk_events"]
     assert migrate(chdb_settings) == []  # idempotent
     assert pending(chdb_settings) == []
 
     client = connect(chdb_settings)
     try:
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
-        assert {"runs", "params", "metrics", "schema_migrations"} <= tables
-        assert client.query("SELECT version, name FROM schema_migrations").result_rows == [(1, "initial")]
+        assert {"runs", "params", "metrics", "hardware", "summary", "ingested_records", "schema_migrations"} <= tables
+        assert client.query("SELECT version, name FROM schema_migrations ORDER BY version").result_rows == [
+            (1, "initial"),
+            (2, "sdk_events"),
+        ]
         order = client.query(
             "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"
         ).result_rows

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from runstream_schemas.events import Heartbeat, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, encode_event
+from runstream_schemas.events import (
+    HardwareBatch,
+    Heartbeat,
+    MetricBatch,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    RunStatus,
+    RunUpdate,
+    encode_event,
+)
 from runstream_worker.batch import SourceRecord, decode_batch, dedup_token
 
 INFO = RunInfo(run_id="r1", team="t", project="p", name="n", tags={"a": "b"}, started_at_ms=1_000)
@@ -38,6 +48,7 @@ def test_metric_batches_become_columns() -> None:
         [0.5, 1.5],
         ["pid", "pid"],
         [4, 4],
+        [0, 0],
     ]
 
 
@@ -49,12 +60,12 @@ def test_lifecycle_events_become_run_and_param_rows() -> None:
     ]
     decoded = decode_batch(records, "x.")
     started = datetime.fromtimestamp(1, tz=UTC)
-    assert decoded.heartbeats == 1
+    assert decoded.rows.heartbeats == 1
     assert decoded.rows.params == [["t", "p", "r1", "lr", "0.1", started]]
     start_row, end_row = decoded.rows.runs
-    assert start_row[9:] == ["running", started, None, started]
+    assert start_row[9:] == ["running", started, None, started, 1]
     # An end in the same millisecond as the start still outranks it.
-    assert end_row[9:] == ["finished", started, started, datetime.fromtimestamp(1.001, tz=UTC)]
+    assert end_row[9:] == ["finished", started, started, datetime.fromtimestamp(1.001, tz=UTC), 1]
 
 
 def test_bad_records_are_rejected_with_reasons_and_good_ones_kept() -> None:
@@ -79,3 +90,72 @@ def test_dedup_token_names_the_offsets_not_their_order() -> None:
     a, b = rec("x.metrics", 5, b""), SourceRecord("x.metrics", 1, 5, b"")
     assert dedup_token([a, b]) == dedup_token([b, a])
     assert dedup_token([a]) != dedup_token([b])
+
+
+def test_hardware_batches_become_columns_with_rank_and_interval() -> None:
+    batch = HardwareBatch(
+        producer_id="pid",
+        seq=2,
+        rank=3,
+        run_id="r1",
+        team="t",
+        project="p",
+        host="node-7",
+        interval_ms=10_000,
+        ts_ms=[50, 50],
+        keys=["gpu.power_watts", "cpu.percent"],
+        devices=["gpu1", ""],
+        values=[250.0, 12.5],
+    )
+    decoded = decode_batch([rec("x.hardware", 0, encode_event(batch))], "x.")
+    assert decoded.rows.hardware == [
+        ["t", "t"],
+        ["p", "p"],
+        ["r1", "r1"],
+        ["node-7", "node-7"],
+        [3, 3],
+        ["gpu.power_watts", "cpu.percent"],
+        ["gpu1", ""],
+        [50, 50],
+        [250.0, 12.5],
+        [10_000, 10_000],
+        ["pid", "pid"],
+        [2, 2],
+    ]
+
+
+def test_run_updates_carry_tags_params_and_summary_versioned_by_their_time() -> None:
+    tagged = RunInfo(run_id="r1", team="t", project="p", tags={"best": ""}, started_at_ms=1_000)
+    update = RunUpdate(run=tagged, ts_ms=2_000, params={"lr": "0.2"}, summary={"acc": 0.9, "note": "ok"})
+    rows = decode_batch([rec("x.runs", 0, encode_event(update))], "x.").rows
+    at = datetime.fromtimestamp(2, tz=UTC)
+    assert rows.params == [["t", "p", "r1", "lr", "0.2", at]]
+    assert rows.summary == [["t", "p", "r1", "acc", 0.9, "", at], ["t", "p", "r1", "note", None, "ok", at]]
+    (run_row,) = rows.runs
+    assert run_row[8:10] == [{"best": ""}, "running"] and run_row[12] == at
+
+
+def test_repeats_of_a_record_are_dropped_within_a_batch_and_against_stored_ids() -> None:
+    def batch(seq: int) -> bytes:
+        return encode_event(
+            MetricBatch(
+                producer_id="p1",
+                seq=seq,
+                run_id="r1",
+                team="t",
+                project="p",
+                keys=["a"],
+                steps=[seq],
+                ts_ms=[0],
+                values=[1.0],
+            )
+        )
+
+    records = [rec("x.metrics", 0, batch(0)), rec("x.metrics", 1, batch(1)), rec("x.metrics", 2, batch(0))]
+    decoded = decode_batch(records, "x.")
+    assert decoded.replays == 1
+    assert decoded.record_ids() == {("p1", 0), ("p1", 1)}
+    assert decoded.rows.metric_points == 2
+    decoded.drop_replays({("p1", 1), ("other", 0)})
+    assert decoded.replays == 2
+    assert decoded.rows.metrics[4] == [0]  # only step 0 is left

@@ -49,3 +49,29 @@ def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
         (1, 1_700_000_000_500, "nan"),
     ]
     assert runs == [("r1", "running")]
+
+
+def test_stored_records_finds_exactly_the_ingested_producer_sequences(chdb_settings: Settings) -> None:
+    migrate(chdb_settings)
+
+    def batch(producer: str, seq: int) -> SourceRecord:
+        event = MetricBatch(
+            producer_id=producer,
+            seq=seq,
+            run_id="r1",
+            team="t",
+            project="p",
+            keys=["a"],
+            steps=[seq],
+            ts_ms=[0],
+            values=[1.0],
+        )
+        return SourceRecord("runstream.metrics", 0, seq, encode_event(event))
+
+    sink = ClickHouseSink(chdb_settings)
+    try:
+        sink.write(decode_batch([batch("p1", 0), batch("p1", 2), batch("p2", 1)], "runstream.").rows, token="t1")
+        found = sink.stored_records({("p1", 0), ("p1", 1), ("p1", 2), ("p2", 1), ("p2", 2), ("p3", 0)})
+    finally:
+        sink.close()
+    assert found == {("p1", 0), ("p1", 2), ("p2", 1)}

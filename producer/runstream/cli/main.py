@@ -54,6 +54,32 @@ def _cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from runstream._sync import count_records, find_spools, is_synced, sync
+
+    spools = find_spools(Path(p) for p in (args.paths or [settings.runs_dir]))
+    if not spools:
+        print("nothing to sync: no spool found")
+        return 0
+    todo = [s for s in spools if args.force or not is_synced(s)]
+    columns = (TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("records", total=count_records(todo))
+        report = sync(spools, settings, force=args.force, progress=lambda n: bar.advance(task, n))
+    print(
+        f"sent {report.sent_records} record(s) from {report.producers} spool(s); "
+        f"{report.skipped} already synced"
+        + (f"; {report.corrupt_segments} torn segment tail(s)" if report.corrupt_segments else "")
+    )
+    for failed in report.failed:
+        print(f"not acknowledged by Kafka, run sync again: {failed}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate two teams' training jobs end to end and compare the runs")
     demo.add_argument("--steps", type=int, default=400, help="steps per simulated run")
     demo.set_defaults(func=_cmd_demo)
+    sync = sub.add_parser("sync", help="send spooled runs (offline or left by a crash) to Kafka; idempotent")
+    sync.add_argument("paths", nargs="*", help="run or spool directories (default: RUNSTREAM_RUNS_DIR)")
+    sync.add_argument("--force", action="store_true", help="send spools already marked synced again")
+    sync.set_defaults(func=_cmd_sync)
     sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
     schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
