@@ -57,6 +57,7 @@ def _cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from runstream._sync import count_records, find_spools, is_synced, sync
@@ -67,7 +68,7 @@ def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     todo = [s for s in spools if args.force or not is_synced(s)]
     columns = (TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("records", total=count_records(todo))
         report = sync(spools, settings, force=args.force, progress=lambda n: bar.advance(task, n))
     print(
