@@ -57,7 +57,7 @@ def on_sigterm(callback: Callable[[], None]) -> bool:
     with _lock:
         if not _installed:
             if threading.current_thread() is not threading.main_thread():
-                log.info("SIGTERM handler not installed: init() was not called from the main thread")
+                log.debug("SIGTERM handler not installed: init() was not called from the main thread")
                 return False
             previous = signal.getsignal(signal.SIGTERM)
             if previous is signal.SIG_IGN:

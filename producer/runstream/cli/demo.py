@@ -97,6 +97,11 @@ LEFT JOIN (
 ORDER BY r.team, r.project, m.best_acc DESC
 """
 
+HARDWARE_SQL = """
+SELECT count(), uniqExact(key) FROM hardware
+WHERE run_id IN (SELECT run_id FROM runs WHERE run_group = {group:String})
+"""
+
 
 def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/demo")) -> int:
     """Embedded ClickHouse (the default): a fresh database under ``workdir`` and a worker of its own.
@@ -107,7 +112,7 @@ def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/
 
     console = Console(width=max(Console().width, 120))
     group = f"demo-{time.strftime('%Y%m%d%H%M%S')}"
-    settings = base.model_copy(update={"heartbeat_interval_s": 5.0})
+    settings = base.model_copy(update={"heartbeat_interval_s": 5.0, "hardware_interval_s": 1.0})
     worker: WorkerProcess | None = None
     if is_embedded(base.clickhouse_url):
         shutil.rmtree(workdir, ignore_errors=True)
@@ -117,6 +122,7 @@ def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/
                 "clickhouse_url": f"chdb://{(workdir / 'clickhouse').resolve()}",
                 "topic_prefix": f"{group}.",
                 "worker_group": group,
+                "runs_dir": (workdir / "runs").resolve(),
             }
         )
     console.print(f"[bold]runstream demo[/] Kafka {settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_url}")
@@ -137,10 +143,12 @@ def run_demo(base: Settings, steps: int = 400, workdir: Path = Path(".runstream/
     try:
         rows = client.query(RUN_TABLE_SQL, parameters={"group": group}).result_rows
         total = sum(row[5] for row in rows)
+        readings, keys = client.query(HARDWARE_SQL, parameters={"group": group}).result_rows[0]
     finally:
         client.close()
     console.print(_comparison_table(rows))
     console.print(f"{total:,} metric points stored in {elapsed:.1f}s end to end")
+    console.print(f"{readings:,} hardware readings of {keys} kinds (CPU, memory, disk, network, GPUs if any)")
     return 0
 
 
