@@ -52,6 +52,7 @@ def main() -> None:
             "worker_group": f"bench-{unique}",
             "worker_batch_records": 200,
             "worker_commit_interval_s": 0.5,
+            "runs_dir": workdir / "runs",
         }
     )
     expected = args.jobs * args.steps * args.keys

@@ -40,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
@@ -205,6 +206,10 @@ class SdkResult:
     finish_seconds: float
     delivered: bool
     pending_records: int
+    rss_growth_mb: float
+    """Resident memory after the loop minus before ``init()``: what the SDK held while logging."""
+    spool_mb: float
+    """Bytes in the run's spool when the loop ended (records not yet acknowledged by Kafka)."""
 
 
 def sdk_settings(workdir: Path, label: str, prefix: str, finish_timeout_s: float, **updates: Any) -> Settings:
@@ -228,13 +233,26 @@ def sdk_settings(workdir: Path, label: str, prefix: str, finish_timeout_s: float
 
 
 def run_runstream(settings: Settings, name: str, steps: int, finish_timeout: float) -> SdkResult:
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
     # The context manager finishes the run if the loop fails; finish() again only returns the first report.
     with runstream.init(project="bench", team="bench", name=name, settings=settings) as run:
         samples = time_calls(run.log, steps)
+        run.flush(1.0)  # let the sender pack what is queued (with Kafka down it goes to the spool)
+        rss_growth = process.memory_info().rss - rss_before
+        spool = run.spool_path
+        spool_bytes = sum(p.stat().st_size for p in spool.glob("*")) if spool is not None and spool.exists() else 0
         started = time.perf_counter()
         report = run.finish(timeout=finish_timeout)
         finish_seconds = time.perf_counter() - started
-    return SdkResult(Timing.of(samples), finish_seconds, bool(report.complete), int(report.pending_records))
+    return SdkResult(
+        Timing.of(samples),
+        finish_seconds,
+        bool(report.complete),
+        int(report.pending_records),
+        round(rss_growth / 2**20, 1),
+        round(spool_bytes / 2**20, 1),
+    )
 
 
 def reachable(settings: Settings, timeout_s: float = 1.0) -> bool:
@@ -418,8 +436,9 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="runstream variants only")
     parser.add_argument(
         "--mlflow-allow-file-store",
-        action="store_true",
-        help="opt in to mlflow's file store where the installed mlflow refuses it by default",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure mlflow's file store too (mlflow 3 refuses it unless MLFLOW_ALLOW_FILE_STORE=true)",
     )
     args = parser.parse_args()
     steps: int = args.steps or (10_000 if args.quick else 100_000)
@@ -517,6 +536,10 @@ def main() -> None:
         "kafka_down_ratio": rounded(down_ratio),
         "kafka_down_finish_seconds": rounded(down.finish_seconds if down else None),
         "kafka_down_pending_records": down.pending_records if down else None,
+        "kafka_down_rss_growth_mb": down.rss_growth_mb if down else None,
+        "kafka_down_spool_mb": down.spool_mb if down else None,
+        "kafka_up_rss_growth_mb": up.rss_growth_mb if up else None,
+        "max_unsent_mb": round(down_settings.max_unsent_bytes / 2**20, 1),
         "bare_loop_us_per_step": rounded(bare_us),
         "timer_floor_us": rounded(floor.median_us),
         "peer_us_per_call": {name: rounded(median) for name, median in peer_medians.items()},
