@@ -65,3 +65,15 @@ def test_demo_prints_the_comparison_table_from_clickhouse(kafka_bootstrap: str, 
     ]
     # 3 train/lr points a step plus 2 eval points every 50th step: 5 runs x (180 + 4), the failed one 108 + 2
     assert "1,030 metric points stored" in result.stdout
+
+
+def test_sync_of_a_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    result = runstream("sync", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert f"runstream: {tmp_path / 'nowhere'} does not exist" in result.stderr
+
+
+def test_sync_with_nothing_spooled_says_so(tmp_path: Path) -> None:
+    result = runstream("sync", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.strip() == "nothing to sync: no spool found"
