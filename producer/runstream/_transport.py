@@ -300,9 +300,7 @@ class Transport:
                 segment = -1
             else:
                 self._segment_unacked[segment] += 1
-                if self._online and (
-                    self._spilled is not None or self._unsent_bytes + len(payload) > self._settings.max_unsent_bytes
-                ):
+                if self._online and (self._spilled is not None or not self._fits_in_memory(len(payload))):
                     if self._spilled is None:
                         self._warn_once_fields(
                             "spill",
@@ -316,12 +314,16 @@ class Transport:
                 self._unspooled_drops += 1
                 self._warn_once_fields("drop-offline", "offline run without a spool; records dropped")
             return
-        if self._spool is None and self._unsent_bytes + len(payload) > self._settings.max_unsent_bytes:
+        if self._spool is None and not self._fits_in_memory(len(payload)):
             self._unspooled_drops += 1
             self._warn_once_fields("drop", "no spool and Kafka is behind; records dropped")
             return
         self._unsent.append(_Pending(seq, topic, payload, segment))
         self._unsent_bytes += len(payload)
+
+    def _fits_in_memory(self, size: int) -> bool:
+        """Records waiting for Kafka and records in flight share one memory budget."""
+        return self._unsent_bytes + self._in_flight_bytes + size <= self._settings.max_unsent_bytes
 
     # acknowledgements: kafka-python's thread queues them, this thread applies them
     def _settle_acks(self) -> None:

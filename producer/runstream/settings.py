@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     (RUNSTREAM_MAX_BUFFERED_POINTS)."""
 
     max_unsent_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
-    """Bytes of encoded records the SDK keeps in memory for Kafka; past it (Kafka down or slow)
-    records wait only in the on-disk spool (RUNSTREAM_MAX_UNSENT_BYTES)."""
+    """Bytes of encoded records the SDK keeps in memory for Kafka (waiting or in flight); past it
+    (Kafka down or slow) records wait only in the on-disk spool (RUNSTREAM_MAX_UNSENT_BYTES)."""
 
     mode: Mode = "online"
     """``online`` sends to Kafka; ``offline`` only writes the spool, for ``runstream sync`` later;
