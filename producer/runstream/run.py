@@ -457,7 +457,12 @@ class Run:
                 self._transport.publish(
                     TopicCode.RUNS,
                     lambda seq: RunEnd(
-                        producer_id=self._producer_id, seq=seq, run=self.info, status=final, ended_at_ms=ended_at_ms
+                        producer_id=self._producer_id,
+                        seq=seq,
+                        run=self.info,
+                        status=final,
+                        ended_at_ms=ended_at_ms,
+                        step=self._last_step,
                     ),
                 )
                 self._save_state(final)
@@ -581,6 +586,7 @@ class Run:
                 team=info.team,
                 project=info.project,
                 host=info.host,
+                user=info.user,
                 interval_ms=sample.interval_ms,
                 ts_ms=[sample.ts_ms] * n,
                 keys=list(sample.keys),

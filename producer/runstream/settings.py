@@ -114,6 +114,17 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(default=1.0, gt=0)
     """How often the worker commits offsets of inserted records (RUNSTREAM_WORKER_COMMIT_INTERVAL_S)."""
 
+    worker_crash_after_s: float = Field(default=120.0, gt=0)
+    """A run whose heartbeats stopped this long ago without an end is marked crashed
+    (RUNSTREAM_WORKER_CRASH_AFTER_S); keep it a few heartbeat intervals."""
+
+    worker_stall_after_s: float = Field(default=600.0, gt=0)
+    """A run whose step has not moved this long while heartbeats arrive is flagged stalled
+    (RUNSTREAM_WORKER_STALL_AFTER_S)."""
+
+    worker_liveness_interval_s: float = Field(default=10.0, gt=0)
+    """How often the worker looks for crashed runs (RUNSTREAM_WORKER_LIVENESS_INTERVAL_S)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the CLI and the worker (RUNSTREAM_LOG_LEVEL)."""
 

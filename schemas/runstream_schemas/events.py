@@ -96,6 +96,8 @@ class RunEnd(_Envelope, frozen=True, kw_only=True, tag="run_end"):
     run: RunInfo
     status: RunStatus
     ended_at_ms: EpochMs
+    step: int = -1
+    """The last step logged (-1 if none)."""
 
 
 class Heartbeat(_Envelope, frozen=True, kw_only=True, tag="heartbeat"):
@@ -136,6 +138,7 @@ class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
     team: Name
     project: Name
     host: OptionalName = ""
+    user: OptionalName = ""
     interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     ts_ms: list[EpochMs]
     keys: list[MetricKey]

@@ -26,5 +26,15 @@ class Topics:
         """Hardware samples (CPU, RAM, disk, network, GPUs)."""
         return f"{self.prefix}hardware"
 
-    def all(self) -> tuple[str, ...]:
+    @property
+    def dead_letters(self) -> str:
+        """Records the worker could not store, with the reason and source offset in headers."""
+        return f"{self.prefix}dead-letters"
+
+    def inputs(self) -> tuple[str, ...]:
+        """Topics the worker consumes."""
         return (self.runs, self.metrics, self.hardware)
+
+    def all(self) -> tuple[str, ...]:
+        """Every topic of the pipeline (the worker creates them)."""
+        return (*self.inputs(), self.dead_letters)

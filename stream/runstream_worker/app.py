@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,11 @@ import faust
 
 from runstream._log import get_logger
 from runstream.settings import Settings
+from runstream_schemas.events import RunStatus
 from runstream_schemas.topics import Topics
-from runstream_worker.batch import DecodedBatch, SourceRecord, decode_batch, dedup_token
+from runstream_worker.batch import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
+from runstream_worker.liveness import LivenessTracker
+from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 
 log = get_logger("runstream.worker")
@@ -38,6 +43,11 @@ class WorkerCounters:
     rejected: int = 0
     replays: int = 0
     batches: int = 0
+    crashed_runs: int = 0
+    dead_letters: int = 0
+
+
+DeadLetterSender = Callable[[Rejected], Awaitable[None]]
 
 
 class BatchWriter:
@@ -49,6 +59,9 @@ class BatchWriter:
         # chDB is one session per process: serialise every insert on one thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.counters = WorkerCounters()
+        self.liveness = LivenessTracker(settings.worker_crash_after_s, settings.worker_stall_after_s)
+        self._seeded = False
+        self.dead_letter: DeadLetterSender | None = None
 
     async def handle(self, records: list[SourceRecord]) -> DecodedBatch:
         decoded = decode_batch(records, self._settings.topic_prefix)
@@ -61,6 +74,9 @@ class BatchWriter:
                 offset=src.offset,
                 reason=rejected.reason,
             )
+            if self.dead_letter is not None:
+                await self.dead_letter(rejected)  # before the batch is acked: a crash re-sends, never drops
+        decoded.live = self.liveness.observe(decoded.events)
         if decoded.events:
             await self._write_with_retry(decoded, dedup_token(records))
         rows = decoded.rows
@@ -102,6 +118,42 @@ class BatchWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    async def check_liveness(self, now_ms: int) -> None:
+        """Mark runs whose heartbeats stopped as crashed (seeding from storage on the first call)."""
+        loop = asyncio.get_running_loop()
+        if not self._seeded:
+            try:
+                running = await loop.run_in_executor(self._executor, self._sink.running_runs)
+            except Exception as exc:
+                log.error("could not read running runs; will retry", error=repr(exc)[:300])
+                return
+            for info, beat_ms, last_step in running:
+                self.liveness.seed(info, beat_ms, last_step)
+            self._seeded = True
+        crashed = self.liveness.newly_crashed(now_ms)
+        if not crashed:
+            return
+        rows = RowBatch()
+        for info, live in crashed:
+            rows.runs.append(
+                rows.run_row(info, RunStatus.CRASHED, None, datetime.fromtimestamp(now_ms / 1000, UTC), live)
+            )
+            log.warning("run crashed: heartbeats stopped", run_id=info.run_id, last_heartbeat_ms=live.heartbeat_at_ms)
+        await self._write_rows_with_retry(rows)
+        self.counters.crashed_runs += len(crashed)
+
+    async def _write_rows_with_retry(self, rows: RowBatch) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._sink.write, rows, None)
+                return
+            except Exception as exc:
+                log.error("clickhouse insert failed; retrying", error=repr(exc)[:500], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     def close(self) -> None:
         self._executor.submit(self._sink.close).result(timeout=30)
         self._executor.shutdown(wait=True)
@@ -109,7 +161,7 @@ class BatchWriter:
 
 def _source(event: Any) -> SourceRecord:
     message = event.message
-    return SourceRecord(message.topic, message.partition, message.offset, event.value)
+    return SourceRecord(message.topic, message.partition, message.offset, event.value, event.key)
 
 
 def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
@@ -146,7 +198,28 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
 
     app.on_partitions_assigned.connect(on_assigned)
 
-    for topic_name in topics.all():
+    dead_letters = app.topic(topics.dead_letters, value_type=bytes, key_type=bytes)
+
+    async def send_dead_letter(rejected: Rejected) -> None:
+        src = rejected.record
+        headers = {
+            "reason": rejected.reason.encode()[:4096],
+            "source_topic": src.topic.encode(),
+            "source_partition": str(src.partition).encode(),
+            "source_offset": str(src.offset).encode(),
+        }
+        delivered = await dead_letters.send(key=src.key, value=src.value or b"", headers=headers)
+        await delivered  # on Kafka before the source record is acknowledged
+        writer.counters.dead_letters += 1
+
+    writer.dead_letter = send_dead_letter
+
+    async def liveness() -> None:
+        await writer.check_liveness(time.time_ns() // 1_000_000)
+
+    app.timer(interval=settings.worker_liveness_interval_s)(liveness)
+
+    for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)
         app.agent(topic, name=f"write-{topic_name}")(consume)
 

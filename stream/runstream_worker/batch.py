@@ -19,7 +19,7 @@ from runstream_schemas.events import (
     RunUpdate,
     decode_event,
 )
-from runstream_worker.rows import RowBatch
+from runstream_worker.rows import LiveFields, RowBatch
 
 RecordId = tuple[str, int]
 """(producer id, sequence number): names one record of one producer, whatever its Kafka offset."""
@@ -33,6 +33,7 @@ class SourceRecord:
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class DecodedBatch:
     rejected: list[Rejected] = field(default_factory=list)
     records: int = 0
     replays: int = 0
+    live: dict[str, LiveFields] = field(default_factory=dict)
+    """Liveness of the batch's runs, set by the worker before rows are built."""
 
     def record_ids(self) -> set[RecordId]:
         """Ids of the append-only events, whose repeats would double rows."""
@@ -67,7 +70,7 @@ class DecodedBatch:
 
     @cached_property
     def rows(self) -> RowBatch:
-        rows = RowBatch()
+        rows = RowBatch(live=self.live)
         for event in self.events:
             if isinstance(event, MetricBatch):
                 rows.add_metrics(event)
@@ -80,7 +83,7 @@ class DecodedBatch:
             elif isinstance(event, RunEnd):
                 rows.add_run_end(event)
             else:
-                rows.heartbeats += 1
+                rows.add_heartbeat(event)
         return rows
 
 

@@ -21,7 +21,7 @@ def consumer_lag(settings: Settings) -> dict[TopicPartition, int]:
         committed = admin.list_group_offsets(settings.worker_group).get(settings.worker_group, {})
         partitions = [
             TopicPartition(topic, p)
-            for topic in Topics(settings.topic_prefix).all()
+            for topic in Topics(settings.topic_prefix).inputs()
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = consumer.end_offsets(partitions) if partitions else {}

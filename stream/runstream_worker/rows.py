@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runstream_schemas.events import HardwareBatch, MetricBatch, RunEnd, RunStart, RunStatus, RunUpdate
+from runstream_schemas.events import (
+    HardwareBatch,
+    Heartbeat,
+    MetricBatch,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    RunStatus,
+    RunUpdate,
+)
 
 METRIC_COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq", "rank")
 HARDWARE_COLUMNS = (
@@ -25,6 +34,7 @@ HARDWARE_COLUMNS = (
     "interval_ms",
     "producer_id",
     "seq",
+    "user",
 )
 RUN_COLUMNS = (
     "team",
@@ -41,6 +51,9 @@ RUN_COLUMNS = (
     "ended_at",
     "updated_at",
     "world_size",
+    "stalled",
+    "heartbeat_at",
+    "last_step",
 )
 PARAM_COLUMNS = ("team", "project", "run_id", "key", "value", "updated_at")
 SUMMARY_COLUMNS = ("team", "project", "run_id", "key", "value", "text", "updated_at")
@@ -48,6 +61,18 @@ SUMMARY_COLUMNS = ("team", "project", "run_id", "key", "value", "text", "updated
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class LiveFields:
+    """What the worker knows of a run's liveness when it writes a row for it."""
+
+    heartbeat_at_ms: int | None = None
+    last_step: int = -1
+    stalled: bool = False
+
+
+NO_LIVE_FIELDS = LiveFields()
 
 
 @dataclass
@@ -60,6 +85,8 @@ class RowBatch:
     params: list[list[Any]] = field(default_factory=list)
     summary: list[list[Any]] = field(default_factory=list)
     heartbeats: int = 0
+    live: dict[str, LiveFields] = field(default_factory=dict)
+    """Liveness of runs in this batch, from the worker's tracker (absent: nothing known)."""
 
     @property
     def metric_points(self) -> int:
@@ -88,7 +115,7 @@ class RowBatch:
 
     def add_hardware(self, batch: HardwareBatch) -> None:
         n = len(batch.keys)
-        team, project, run_id, host, rank, key, device, ts, value, interval_ms, producer_id, seq = self.hardware
+        team, project, run_id, host, rank, key, device, ts, value, interval_ms, producer_id, seq, user = self.hardware
         team.extend([batch.team] * n)
         project.extend([batch.project] * n)
         run_id.extend([batch.run_id] * n)
@@ -101,11 +128,12 @@ class RowBatch:
         interval_ms.extend([batch.interval_ms] * n)
         producer_id.extend([batch.producer_id] * n)
         seq.extend([batch.seq] * n)
+        user.extend([batch.user] * n)
 
     def add_run_start(self, event: RunStart) -> None:
         run = event.run
         version = _dt(max(run.started_at_ms, event.resumed_at_ms))
-        self.runs.append(self._run_row(event, RunStatus.RUNNING, None, version))
+        self.runs.append(self.run_row(run, RunStatus.RUNNING, None, version))
         self.params.extend(
             [run.team, run.project, run.run_id, key, value, version] for key, value in event.params.items()
         )
@@ -113,7 +141,7 @@ class RowBatch:
     def add_run_update(self, event: RunUpdate) -> None:
         run = event.run
         updated = _dt(max(event.ts_ms, run.started_at_ms))
-        self.runs.append(self._run_row(event, RunStatus.RUNNING, None, updated))
+        self.runs.append(self.run_row(run, RunStatus.RUNNING, None, updated))
         self.params.extend([run.team, run.project, run.run_id, k, v, updated] for k, v in event.params.items())
         for key, value in event.summary.items():
             number, text = (None, value) if isinstance(value, str) else (value, "")
@@ -122,13 +150,29 @@ class RowBatch:
     def add_run_end(self, event: RunEnd) -> None:
         # The end row must outrank the start row in ReplacingMergeTree even within one millisecond.
         version = max(event.ended_at_ms, event.run.started_at_ms + 1)
-        self.runs.append(self._run_row(event, event.status, _dt(event.ended_at_ms), _dt(version)))
+        live = self.live.get(event.run.run_id, NO_LIVE_FIELDS)
+        final = LiveFields(live.heartbeat_at_ms, max(event.step, live.last_step), stalled=False)
+        self.runs.append(self.run_row(event.run, event.status, _dt(event.ended_at_ms), _dt(version), final))
 
-    @staticmethod
-    def _run_row(
-        event: RunStart | RunUpdate | RunEnd, status: RunStatus, ended: datetime | None, updated: datetime
-    ) -> list[Any]:
+    def add_heartbeat(self, event: Heartbeat) -> None:
+        """Rank 0's heartbeats keep the run's live state (last beat, last step, stalled flag) current."""
+        self.heartbeats += 1
+        if event.rank != 0:
+            return
         run = event.run
+        live = self.live.get(run.run_id, LiveFields(event.ts_ms, event.step))
+        version = _dt(max(event.ts_ms, run.started_at_ms))
+        self.runs.append(self.run_row(run, RunStatus.RUNNING, None, version, live))
+
+    def run_row(
+        self,
+        run: RunInfo,
+        status: RunStatus,
+        ended: datetime | None,
+        updated: datetime,
+        live: LiveFields | None = None,
+    ) -> list[Any]:
+        live = live or self.live.get(run.run_id, NO_LIVE_FIELDS)
         return [
             run.team,
             run.project,
@@ -144,4 +188,7 @@ class RowBatch:
             ended,
             updated,
             run.world_size,
+            int(live.stalled),
+            _dt(live.heartbeat_at_ms) if live.heartbeat_at_ms is not None else None,
+            live.last_step,
         ]

@@ -13,6 +13,7 @@ import threading
 from clickhouse_connect.driver.client import Client
 
 from runstream.settings import Settings
+from runstream_schemas.events import RunInfo
 from runstream_worker.batch import RecordId
 from runstream_worker.clickhouse import connect
 from runstream_worker.rows import (
@@ -24,10 +25,22 @@ from runstream_worker.rows import (
     RowBatch,
 )
 
+_RUNNING_QUERY = """
+SELECT team, project, run_id, name, run_group, user, host, git_commit, tags,
+       toUnixTimestamp64Milli(started_at), world_size,
+       toUnixTimestamp64Milli(coalesce(heartbeat_at, updated_at)), last_step
+FROM runs FINAL
+WHERE status = 'running'
+"""
+
 _STORED_QUERY = (
     "SELECT DISTINCT producer_id, seq FROM ingested_records "
     "WHERE producer_id IN {producers:Array(String)} AND seq IN {seqs:Array(UInt64)}"
 )
+
+
+def _dedup(table: str, token: str | None) -> dict[str, str]:
+    return {"insert_deduplication_token": f"{table}:{token}"} if token else {}
 
 
 class ClickHouseSink:
@@ -56,7 +69,34 @@ class ClickHouseSink:
         # The query matches producers x seqs; keep exact pairs only.
         return {(str(p), int(s)) for p, s in result.result_rows} & ids
 
-    def write(self, rows: RowBatch, token: str) -> None:
+    def running_runs(self) -> list[tuple[RunInfo, int, int]]:
+        """Runs stored as running: (info, last heartbeat or update in ms, last step)."""
+        with self._lock:
+            result = self._ensure_client().query(_RUNNING_QUERY)
+        return [
+            (
+                RunInfo(
+                    run_id=run_id,
+                    team=team,
+                    project=project,
+                    name=name,
+                    group=group,
+                    user=user,
+                    host=host,
+                    git_commit=commit,
+                    tags=dict(tags),
+                    started_at_ms=int(started),
+                    world_size=int(world_size),
+                ),
+                int(beat),
+                int(last_step),
+            )
+            for team, project, run_id, name, group, user, host, commit, tags, started, world_size, beat, last_step in (
+                result.result_rows
+            )
+        ]
+
+    def write(self, rows: RowBatch, token: str | None) -> None:
         """Insert ``rows``; ``token`` names the source offsets so a retried batch is not stored twice."""
         with self._lock:
             client = self._ensure_client()
@@ -66,7 +106,7 @@ class ClickHouseSink:
                     rows.metrics,
                     column_names=METRIC_COLUMNS,
                     column_oriented=True,
-                    settings={"insert_deduplication_token": f"metrics:{token}"},
+                    settings=_dedup("metrics", token),
                 )
             if rows.hardware_readings:
                 client.insert(
@@ -74,7 +114,7 @@ class ClickHouseSink:
                     rows.hardware,
                     column_names=HARDWARE_COLUMNS,
                     column_oriented=True,
-                    settings={"insert_deduplication_token": f"hardware:{token}"},
+                    settings=_dedup("hardware", token),
                 )
             if rows.params:
                 client.insert("params", rows.params, column_names=PARAM_COLUMNS)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 import runstream
 from runstream.settings import Settings
@@ -171,3 +171,18 @@ def test_malformed_records_are_skipped_with_a_reason_and_nothing_else_is_lost(
     client = clickhouse_factory(pipeline_settings)
     rows = client.query("SELECT step, value FROM metrics ORDER BY step").result_rows
     assert rows == [(0, 1.5), (1, 2.5), (2, 3.5), (100, 1.5), (101, 2.5), (102, 3.5)]
+
+    # Each bad record went to the dead-letter topic, as it was, with its reason and source offset.
+    consumer = KafkaConsumer(
+        topics.dead_letters,
+        bootstrap_servers=pipeline_settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    letters = [(dict(m.headers), m.key, m.value) for m in consumer]
+    consumer.close()
+    assert [int(h["source_offset"]) for h, _, _ in letters] == offsets[1:6]
+    assert [v for _, _, v in letters] == values[1:6]
+    assert {h["source_topic"] for h, _, _ in letters} == {topics.metrics.encode()}
+    assert [h["reason"].decode() for h, _, _ in letters] == reasons
+    assert {k for _, k, _ in letters} == {b"r1"}

@@ -55,17 +55,20 @@ def test_metric_batches_become_columns() -> None:
 def test_lifecycle_events_become_run_and_param_rows() -> None:
     records = [
         rec("x.runs", 0, encode_event(RunStart(run=INFO, params={"lr": "0.1"}))),
-        rec("x.runs", 1, encode_event(Heartbeat(run=INFO, ts_ms=1_500))),
+        rec("x.runs", 1, encode_event(Heartbeat(run=INFO, ts_ms=1_500, step=7))),
         rec("x.runs", 2, encode_event(RunEnd(run=INFO, status=RunStatus.FINISHED, ended_at_ms=1_000))),
     ]
     decoded = decode_batch(records, "x.")
     started = datetime.fromtimestamp(1, tz=UTC)
     assert decoded.rows.heartbeats == 1
     assert decoded.rows.params == [["t", "p", "r1", "lr", "0.1", started]]
-    start_row, end_row = decoded.rows.runs
-    assert start_row[9:] == ["running", started, None, started, 1]
+    start_row, beat_row, end_row = decoded.rows.runs
+    beat = datetime.fromtimestamp(1.5, tz=UTC)
+    # status, started, ended, version, world size, stalled, last heartbeat, last step
+    assert start_row[9:] == ["running", started, None, started, 1, 0, None, -1]
+    assert beat_row[9:] == ["running", started, None, beat, 1, 0, beat, 7]
     # An end in the same millisecond as the start still outranks it.
-    assert end_row[9:] == ["finished", started, started, datetime.fromtimestamp(1.001, tz=UTC), 1]
+    assert end_row[9:] == ["finished", started, started, datetime.fromtimestamp(1.001, tz=UTC), 1, 0, None, -1]
 
 
 def test_bad_records_are_rejected_with_reasons_and_good_ones_kept() -> None:
@@ -121,6 +124,7 @@ def test_hardware_batches_become_columns_with_rank_and_interval() -> None:
         [10_000, 10_000],
         ["pid", "pid"],
         [2, 2],
+        ["", ""],
     ]
 
 
