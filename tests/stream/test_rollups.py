@@ -1,0 +1,129 @@
+"""Rollups kept by materialized views equal the same aggregates computed from the raw rows."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from runstream.settings import Settings
+from runstream_schemas import hardware_keys as hw
+from runstream_schemas.events import HardwareBatch, MetricBatch
+from runstream_worker.clickhouse import connect
+from runstream_worker.migrate import migrate
+from runstream_worker.rows import RowBatch
+from runstream_worker.sink import ClickHouseSink
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """Two runs x three keys x 20,000 steps, in 40 inserts of shuffled order, plus hardware samples."""
+    path = tmp_path_factory.mktemp("rollups") / "clickhouse"
+    chdb_settings = Settings(clickhouse_url=f"chdb://{path}", _env_file=None)  # type: ignore[call-arg]
+    migrate(chdb_settings)
+    rng = random.Random(7)
+    points = [
+        (run, key, step, rng.choice([rng.uniform(-5, 5), float(step)]))
+        for run in ("r1", "r2")
+        for key in ("loss", "acc", "lr")
+        for step in range(20_000)
+    ]
+    rng.shuffle(points)  # out-of-order arrival must not change "last"
+    sink = ClickHouseSink(chdb_settings)
+    try:
+        for i in range(40):
+            rows = RowBatch()
+            for run in ("r1", "r2"):
+                part = [p for p in points[i::40] if p[0] == run]
+                rows.add_metrics(
+                    MetricBatch(
+                        producer_id="p",
+                        seq=i,
+                        run_id=run,
+                        team="t",
+                        project="proj",
+                        keys=[p[1] for p in part],
+                        steps=[p[2] for p in part],
+                        ts_ms=[T0 + p[2] for p in part],
+                        values=[p[3] for p in part],
+                    )
+                )
+            for sample in range(30):
+                rows.add_hardware(
+                    HardwareBatch(
+                        producer_id="h",
+                        seq=i * 30 + sample,
+                        run_id="r1",
+                        team="t",
+                        project="proj",
+                        host="node-1",
+                        user="ada",
+                        interval_ms=10_000,
+                        ts_ms=[T0 + (i * 30 + sample) * 10_000] * 3,
+                        keys=[hw.GPU_UTILIZATION_PERCENT, hw.GPU_UTILIZATION_PERCENT, hw.CPU_PERCENT],
+                        devices=["gpu0", "gpu1", ""],
+                        values=[float(sample % 4) * 25, 100.0, rng.uniform(0, 100)],
+                    )
+                )
+            sink.write(rows, token=f"batch-{i}")
+    finally:
+        sink.close()
+    client = connect(chdb_settings)
+    yield client
+    client.close()
+
+
+def test_metric_summary_equals_raw_aggregates(loaded: Client) -> None:
+    rollup = loaded.query(
+        "SELECT run_id, key, points, min_value, max_value, last_step, last_value FROM metric_summary_view "
+        "ORDER BY run_id, key"
+    ).result_rows
+    raw = loaded.query(
+        "SELECT run_id, key, count(), min(value), max(value), max(step), argMax(value, (step, ts)) FROM metrics "
+        "GROUP BY run_id, key ORDER BY run_id, key"
+    ).result_rows
+    assert rollup == raw
+    assert len(rollup) == 6 and all(row[2] == 20_000 and row[5] == 19_999 for row in rollup)
+
+
+@pytest.mark.parametrize("level", [1, 4, 8])
+def test_step_buckets_equal_raw_aggregates_at_each_level(loaded: Client, level: int) -> None:
+    width = 4**level
+    rollup = loaded.query(
+        "SELECT run_id, key, bucket, sum(points), sum(sum_value), min(min_value), max(max_value), argMaxMerge(last) "
+        "FROM metric_buckets WHERE level = {level:UInt8} GROUP BY run_id, key, bucket ORDER BY run_id, key, bucket",
+        parameters={"level": level},
+    ).result_rows
+    raw = loaded.query(
+        "SELECT run_id, key, intDiv(step, {width:Int64}) AS bucket, count(), sum(value), min(value), max(value), "
+        "argMax(value, step) FROM metrics GROUP BY run_id, key, bucket ORDER BY run_id, key, bucket",
+        parameters={"width": width},
+    ).result_rows
+    assert [(*r[:4], *r[5:]) for r in rollup] == [(*r[:4], *r[5:]) for r in raw]
+    assert [r[4] for r in rollup] == pytest.approx([r[4] for r in raw])  # float sums differ in summation order
+    assert len(rollup) == 6 * -(-20_000 // width)  # a 20,000-step curve in 20000/4^level buckets
+
+
+def test_hardware_minutes_and_gpu_hours_equal_raw_aggregates(loaded: Client) -> None:
+    rollup = loaded.query(
+        "SELECT key, device, minute, sum(samples), min(min_value), max(max_value) FROM hardware_minute "
+        "GROUP BY key, device, minute ORDER BY key, device, minute"
+    ).result_rows
+    raw = loaded.query(
+        "SELECT key, device, toStartOfMinute(ts) AS minute, count(), min(value), max(value) FROM hardware "
+        "GROUP BY key, device, minute ORDER BY key, device, minute"
+    ).result_rows
+    assert rollup == raw
+    hours = loaded.query(
+        "SELECT team, project, user, sum(gpu_hours), sum(busy_gpu_hours) FROM gpu_hours GROUP BY team, project, user"
+    ).result_rows
+    # 1,200 samples x 2 GPUs x 10 s = 6.667 GPU-hours; gpu1 always busy, gpu0 busy 0/25/50/75 % in turn.
+    ((team, project, user, gpu_hours, busy),) = hours
+    assert (team, project, user) == ("t", "proj", "ada")
+    assert gpu_hours == pytest.approx(1200 * 2 * 10 / 3600)
+    busy_seconds = 40 * sum(10 * (1.0 + (sample % 4) * 0.25) for sample in range(30))
+    assert busy == pytest.approx(busy_seconds / 3600)
