@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     clickhouse_password: SecretStr = SecretStr("")
     """ClickHouse password for server DSNs (RUNSTREAM_CLICKHOUSE_PASSWORD); never logged."""
 
+    clickhouse_raw_ttl_days: int = Field(default=0, ge=0)
+    """Days raw metric and hardware rows are kept, applied by ``runstream migrate``; 0 keeps them
+    forever. Rollups (run summaries, curve buckets, GPU-hours) are kept either way
+    (RUNSTREAM_CLICKHOUSE_RAW_TTL_DAYS)."""
+
     flush_interval_s: float = Field(default=0.5, gt=0, le=60)
     """How often the SDK's background thread sends buffered points (RUNSTREAM_FLUSH_INTERVAL_S)."""
 

@@ -181,6 +181,9 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
         broker_commit_interval=settings.worker_commit_interval_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=True,
+        # A worker that dies (SIGKILL, lost node) gives its partitions up within 10 s, not 60.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
     async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

@@ -85,9 +85,35 @@ def migrate(settings: Settings, migrations: list[Migration] | None = None) -> li
         bootstrap.close()
     client = connect(settings)
     try:
-        return _apply(client, todo)
+        newly = _apply(client, todo)
+        apply_retention(client, settings.clickhouse_raw_ttl_days)
+        return newly
     finally:
         client.close()
+
+
+# Raw tables and the time column their retention counts from; rollups are kept.
+_RAW_TABLES = {"metrics": "ts", "hardware": "ts"}
+
+
+def apply_retention(client: Client, days: int) -> None:
+    """Keep raw points ``days`` days (0: forever), dropping whole parts; idempotent, runs on every migrate."""
+    for table, column in _RAW_TABLES.items():
+        if days > 0:
+            client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({int(days)})")
+            client.command(f"ALTER TABLE {table} MODIFY SETTING ttl_only_drop_parts = 1")
+        elif "TTL" in _create_statement(client, table):
+            client.command(f"ALTER TABLE {table} REMOVE TTL")
+    log.info("raw retention", days=days or "forever", tables=sorted(_RAW_TABLES))
+
+
+def _create_statement(client: Client, table: str) -> str:
+    return str(
+        client.query(
+            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            parameters={"t": table},
+        ).result_rows[0][0]
+    )
 
 
 def _apply(client: Client, migrations: list[Migration]) -> list[Migration]:

@@ -71,3 +71,24 @@ def test_statements_split_on_semicolons_at_line_ends() -> None:
         1, "x", "-- comment; not a statement\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\nSELECT 1;\n"
     )
     assert migration.statements() == ["CREATE TABLE a (x String DEFAULT ';')\nENGINE = Log", "SELECT 1"]
+
+
+def test_raw_retention_is_applied_changed_and_removed_by_migrate(chdb_settings: Settings) -> None:
+    def ttl_of(table: str) -> str:
+        client = connect(chdb_settings)
+        try:
+            query = client.query(
+                "SELECT create_table_query FROM system.tables WHERE database = 'runstream' AND name = {t:String}",
+                parameters={"t": table},
+            ).result_rows[0][0]
+        finally:
+            client.close()
+        return str(query).split(" TTL ")[1].split(" SETTINGS")[0] if " TTL " in query else ""
+
+    migrate(chdb_settings.model_copy(update={"clickhouse_raw_ttl_days": 30}))
+    assert ttl_of("metrics") == "toDateTime(ts) + toIntervalDay(30)"
+    assert ttl_of("hardware") == "toDateTime(ts) + toIntervalDay(30)"
+    migrate(chdb_settings.model_copy(update={"clickhouse_raw_ttl_days": 7}))
+    assert ttl_of("metrics") == "toDateTime(ts) + toIntervalDay(7)"
+    migrate(chdb_settings)  # 0: keep forever
+    assert ttl_of("metrics") == "" and ttl_of("hardware") == ""
