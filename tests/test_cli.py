@@ -26,7 +26,7 @@ def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
     env = {"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}"}
     first = runstream("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied 3 migration(s)"
+    assert first.stdout.strip() == "applied 4 migration(s)"
     second = runstream("migrate", env=env)
     assert second.stdout.strip() == "schema is up to date"
 

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     worker_liveness_interval_s: float = Field(default=10.0, gt=0)
     """How often the worker looks for crashed runs (RUNSTREAM_WORKER_LIVENESS_INTERVAL_S)."""
 
+    worker_health_interval_s: float = Field(default=10.0, gt=0)
+    """How often the worker writes a ``pipeline_health`` row and updates its lag gauges
+    (RUNSTREAM_WORKER_HEALTH_INTERVAL_S)."""
+
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the worker's Prometheus metrics endpoint; 0 turns it off (RUNSTREAM_WORKER_METRICS_PORT)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the CLI and the worker (RUNSTREAM_LOG_LEVEL)."""
 

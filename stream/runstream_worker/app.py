@@ -26,6 +26,7 @@ from runstream_schemas.topics import Topics
 from runstream_worker.batch import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
 from runstream_worker.liveness import LivenessTracker
 from runstream_worker.rows import RowBatch
+from runstream_worker.selfmetrics import HealthWindow, WorkerMetrics, worker_id
 from runstream_worker.sink import ClickHouseSink
 
 log = get_logger("runstream.worker")
@@ -62,8 +63,14 @@ class BatchWriter:
         self.liveness = LivenessTracker(settings.worker_crash_after_s, settings.worker_stall_after_s)
         self._seeded = False
         self.dead_letter: DeadLetterSender | None = None
+        self.metrics = WorkerMetrics()
+        self.health = HealthWindow()
+        self.worker = worker_id()
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        """Per (topic, partition): the offset after the last record handled, for the lag figure."""
 
     async def handle(self, records: list[SourceRecord]) -> DecodedBatch:
+        started = time.perf_counter()
         decoded = decode_batch(records, self._settings.topic_prefix)
         for rejected in decoded.rejected:
             src = rejected.record
@@ -87,6 +94,7 @@ class BatchWriter:
         c.rejected += len(decoded.rejected)
         c.replays += decoded.replays
         c.batches += 1
+        self._account(records, decoded, time.perf_counter() - started)
         log.info(
             "batch written",
             records=decoded.records,
@@ -98,6 +106,41 @@ class BatchWriter:
             total_points=c.points,
         )
         return decoded
+
+    def _account(self, records: list[SourceRecord], decoded: DecodedBatch, seconds: float) -> None:
+        m, h, rows = self.metrics, self.health, decoded.rows
+        for record in records:
+            m.records.labels(record.topic).inc()
+            key = (record.topic, record.partition)
+            self.next_offsets[key] = max(self.next_offsets.get(key, 0), record.offset + 1)
+        for table, count in (
+            ("metrics", rows.metric_points),
+            ("hardware", rows.hardware_readings),
+            ("runs", len(rows.runs)),
+            ("params", len(rows.params)),
+            ("summary", len(rows.summary)),
+        ):
+            if count:
+                m.rows.labels(table).inc(count)
+        m.replays.inc(decoded.replays)
+        m.batch_seconds.observe(seconds)
+        h.records += decoded.records
+        h.points += rows.metric_points
+        h.hardware_readings += rows.hardware_readings
+        h.replays += decoded.replays
+        h.batch_ms.append(seconds * 1000)
+
+    async def write_health(self, highwaters: dict[tuple[str, int], int], now_ms: int) -> None:
+        """Publish lag per partition and write one ``pipeline_health`` row for the interval just ended."""
+        lag = 0
+        for (topic, partition), end in highwaters.items():
+            behind = max(0, end - self.next_offsets.get((topic, partition), 0))
+            self.metrics.lag.labels(topic, str(partition)).set(behind)
+            lag += behind
+        window, self.health = self.health, HealthWindow()
+        rows = RowBatch()
+        rows.health.append(window.row(self.worker, lag, now_ms))
+        await self._write_rows_with_retry(rows)
 
     def _write(self, decoded: DecodedBatch, token: str) -> None:
         # Replays are looked up right before the insert, on the same thread, so a retry of this
@@ -141,6 +184,8 @@ class BatchWriter:
             log.warning("run crashed: heartbeats stopped", run_id=info.run_id, last_heartbeat_ms=live.heartbeat_at_ms)
         await self._write_rows_with_retry(rows)
         self.counters.crashed_runs += len(crashed)
+        self.health.crashed_runs += len(crashed)
+        self.metrics.crashed_runs.inc(len(crashed))
 
     async def _write_rows_with_retry(self, rows: RowBatch) -> None:
         loop = asyncio.get_running_loop()
@@ -214,6 +259,8 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
         delivered = await dead_letters.send(key=src.key, value=src.value or b"", headers=headers)
         await delivered  # on Kafka before the source record is acknowledged
         writer.counters.dead_letters += 1
+        writer.health.dead_letters += 1
+        writer.metrics.dead_letters.inc()
 
     writer.dead_letter = send_dead_letter
 
@@ -221,6 +268,17 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
         await writer.check_liveness(time.time_ns() // 1_000_000)
 
     app.timer(interval=settings.worker_liveness_interval_s)(liveness)
+
+    async def health() -> None:
+        consumer = app.consumer
+        highwaters = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None and tp.topic in topics.inputs():
+                highwaters[(tp.topic, tp.partition)] = int(end)
+        await writer.write_health(highwaters, time.time_ns() // 1_000_000)
+
+    app.timer(interval=settings.worker_health_interval_s)(health)
 
     for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)

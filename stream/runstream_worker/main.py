@@ -30,6 +30,9 @@ def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
     check_schema(settings, apply_migrations)
     ensure_topics(settings)
     writer = BatchWriter(settings, ClickHouseSink(settings))
+    if settings.worker_metrics_port:
+        writer.metrics.serve(settings.worker_metrics_port)
+        log.info("prometheus metrics served", port=settings.worker_metrics_port)
     app = create_app(settings, writer)
     log.info(
         "worker starting",

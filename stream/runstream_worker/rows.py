@@ -84,6 +84,7 @@ class RowBatch:
     runs: list[list[Any]] = field(default_factory=list)
     params: list[list[Any]] = field(default_factory=list)
     summary: list[list[Any]] = field(default_factory=list)
+    health: list[list[Any]] = field(default_factory=list)
     heartbeats: int = 0
     live: dict[str, LiveFields] = field(default_factory=dict)
     """Liveness of runs in this batch, from the worker's tracker (absent: nothing known)."""
@@ -97,7 +98,9 @@ class RowBatch:
         return len(self.hardware[0])
 
     def __bool__(self) -> bool:
-        return bool(self.metric_points or self.hardware_readings or self.runs or self.params or self.summary)
+        return bool(
+            self.metric_points or self.hardware_readings or self.runs or self.params or self.summary or self.health
+        )
 
     def add_metrics(self, batch: MetricBatch) -> None:
         n = len(batch.keys)

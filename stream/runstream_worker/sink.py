@@ -24,6 +24,7 @@ from runstream_worker.rows import (
     SUMMARY_COLUMNS,
     RowBatch,
 )
+from runstream_worker.selfmetrics import HEALTH_COLUMNS
 
 _RUNNING_QUERY = """
 SELECT team, project, run_id, name, run_group, user, host, git_commit, tags,
@@ -120,6 +121,8 @@ class ClickHouseSink:
                 client.insert("params", rows.params, column_names=PARAM_COLUMNS)
             if rows.summary:
                 client.insert("summary", rows.summary, column_names=SUMMARY_COLUMNS)
+            if rows.health:
+                client.insert("pipeline_health", rows.health, column_names=HEALTH_COLUMNS)
             if rows.runs:
                 client.insert("runs", rows.runs, column_names=RUN_COLUMNS)
 
