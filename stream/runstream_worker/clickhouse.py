@@ -10,11 +10,22 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from runstream.errors import UsageError
 from runstream.settings import Settings
 
 
 def is_embedded(url: str) -> bool:
     return url.startswith("chdb:")
+
+
+def embedded_path(url: str) -> str:
+    """The database directory of a ``chdb:///path`` DSN."""
+    if not is_embedded(url):
+        raise UsageError(f"{url!r} is not an embedded (chdb://) DSN")
+    path = url.removeprefix("chdb://")
+    if not path.startswith("/"):
+        raise UsageError(f"{url!r}: give an absolute path, chdb:///abs/path")
+    return path
 
 
 def connect(settings: Settings, *, with_database: bool = True, **kwargs: Any) -> Client:

@@ -40,8 +40,11 @@ _STORED_QUERY = (
 )
 
 
-def _dedup(table: str, token: str | None) -> dict[str, str]:
-    return {"insert_deduplication_token": f"{table}:{token}"} if token else {}
+def _dedup(table: str, token: str | None) -> dict[str, str | int]:
+    if not token:
+        return {}
+    # The token also covers the rollups the table's materialized views feed.
+    return {"insert_deduplication_token": f"{table}:{token}", "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 class ClickHouseSink:

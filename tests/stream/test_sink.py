@@ -13,6 +13,8 @@ from runstream_worker.sink import ClickHouseSink
 def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
     migrate(chdb_settings)
     batch = MetricBatch(
+        producer_id="p1",
+        seq=3,
         run_id="r1",
         team="t",
         project="p",
@@ -39,6 +41,8 @@ def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
     try:
         stored = client.query("SELECT step, toUnixTimestamp64Milli(ts), value FROM metrics ORDER BY step").result_rows
         runs = client.query("SELECT run_id, status FROM runs FINAL").result_rows
+        rollup = client.query("SELECT key, points, last_step FROM metric_summary_view").result_rows
+        records = client.query("SELECT count() FROM ingested_records").result_rows
     finally:
         client.close()
     # Two copies (tokens a and b), not three; NaN is stored as NaN.
@@ -49,6 +53,9 @@ def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:
         (1, 1_700_000_000_500, "nan"),
     ]
     assert runs == [("r1", "running")]
+    # The rollups fed by materialized views count the retry once as well.
+    assert rollup == [("loss", 4, 1)]
+    assert records == [(2,)]
 
 
 def test_stored_records_finds_exactly_the_ingested_producer_sequences(chdb_settings: Settings) -> None:

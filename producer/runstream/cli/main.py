@@ -81,6 +81,21 @@ def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from runstream_worker.chdb_http import ChdbHttpServer
+    from runstream_worker.clickhouse import embedded_path
+
+    server = ChdbHttpServer(embedded_path(settings.clickhouse_url), host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    server.serve_forever(
+        on_ready=lambda: print(f"serving {settings.clickhouse_url} on http://{args.host}:{server.port}", flush=True)
+    )
+    server.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("paths", nargs="*", help="run or spool directories (default: RUNSTREAM_RUNS_DIR)")
     sync.add_argument("--force", action="store_true", help="send spools already marked synced again")
     sync.set_defaults(func=_cmd_sync)
+    serve = sub.add_parser("serve", help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8123, help="port to listen on (default 8123; 0 picks one)")
+    serve.set_defaults(func=_cmd_serve)
     sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
     schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")

@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS ingested_records
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (producer_id, seq, kind);
+ORDER BY (producer_id, seq, kind)
+-- A retried insert (same token) must not be counted twice here either.
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ingested_metric_records TO ingested_records AS
 SELECT producer_id, seq, 'metrics' AS kind, count() AS rows

@@ -2,6 +2,8 @@
 -- state columns, and the user on hardware rows (for GPU-hours per user).
 -- Aggregations that are pure functions of the rows of one insert live here, in ClickHouse: they
 -- are computed where the data is, merge in the background, and cost the worker nothing.
+-- Every view target keeps a deduplication window: the worker inserts with
+-- deduplicate_blocks_in_dependent_materialized_views, so a retried batch is not aggregated twice.
 
 -- Live state written by the worker: a run whose step has not moved for a while is flagged.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS stalled UInt8 DEFAULT 0;
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS metric_summary
     last_ts     SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (team, project, run_id, key);
+ORDER BY (team, project, run_id, key)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS metric_summary_mv TO metric_summary AS
 SELECT team, project, run_id, key,
@@ -71,7 +74,8 @@ CREATE TABLE IF NOT EXISTS metric_buckets
     last_step   SimpleAggregateFunction(max, Int64)
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (team, project, run_id, key, level, bucket);
+ORDER BY (team, project, run_id, key, level, bucket)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS metric_buckets_mv TO metric_buckets AS
 SELECT team, project, run_id, key, level,
@@ -103,7 +107,8 @@ CREATE TABLE IF NOT EXISTS hardware_minute
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
-ORDER BY (team, project, run_id, host, key, device, minute);
+ORDER BY (team, project, run_id, host, key, device, minute)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS hardware_minute_mv TO hardware_minute AS
 SELECT team, project, run_id, host, key, device,
@@ -128,7 +133,8 @@ CREATE TABLE IF NOT EXISTS gpu_hours
 )
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(hour)
-ORDER BY (team, project, user, hour);
+ORDER BY (team, project, user, hour)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS gpu_hours_mv TO gpu_hours AS
 SELECT team, project, user,
