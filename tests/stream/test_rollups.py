@@ -90,9 +90,9 @@ def test_metric_summary_equals_raw_aggregates(loaded: Client) -> None:
     assert len(rollup) == 6 and all(row[2] == 20_000 and row[5] == 19_999 for row in rollup)
 
 
-@pytest.mark.parametrize("level", [1, 4, 8])
+@pytest.mark.parametrize("level", [1, 2, 4])
 def test_step_buckets_equal_raw_aggregates_at_each_level(loaded: Client, level: int) -> None:
-    width = 4**level
+    width = 16**level
     rollup = loaded.query(
         "SELECT run_id, key, bucket, sum(points), sum(sum_value), min(min_value), max(max_value), argMaxMerge(last) "
         "FROM metric_buckets WHERE level = {level:UInt8} GROUP BY run_id, key, bucket ORDER BY run_id, key, bucket",
@@ -105,7 +105,7 @@ def test_step_buckets_equal_raw_aggregates_at_each_level(loaded: Client, level: 
     ).result_rows
     assert [(*r[:4], *r[5:]) for r in rollup] == [(*r[:4], *r[5:]) for r in raw]
     assert [r[4] for r in rollup] == pytest.approx([r[4] for r in raw])  # float sums differ in summation order
-    assert len(rollup) == 6 * -(-20_000 // width)  # a 20,000-step curve in 20000/4^level buckets
+    assert len(rollup) == 6 * -(-20_000 // width)  # a 20,000-step curve in 20000/16^level buckets
 
 
 def test_hardware_minutes_and_gpu_hours_equal_raw_aggregates(loaded: Client) -> None:

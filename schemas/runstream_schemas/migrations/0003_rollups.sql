@@ -56,8 +56,9 @@ SELECT team, project, run_id, key,
 FROM metric_summary
 GROUP BY team, project, run_id, key;
 
--- Step buckets at 8 resolutions (level L groups 4^L steps), so that a curve of any length is
--- drawn from a few thousand rows: pick the lowest level with few enough buckets.
+-- Step buckets at 4 resolutions (level L groups 16^L steps: 16, 256, 4096, 65536), so that a
+-- curve of up to ~100 million steps is drawn from at most ~2,000 rows: read raw points below
+-- 2,000 steps, else the lowest level with at most 2,000 buckets.
 CREATE TABLE IF NOT EXISTS metric_buckets
 (
     team        LowCardinality(String),
@@ -79,7 +80,7 @@ SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS metric_buckets_mv TO metric_buckets AS
 SELECT team, project, run_id, key, level,
-       intDiv(step, bitShiftLeft(toInt64(1), 2 * level)) AS bucket,
+       intDiv(step, bitShiftLeft(toInt64(1), 4 * level)) AS bucket,
        count() AS points,
        sum(value) AS sum_value,
        min(value) AS min_value,
@@ -87,7 +88,7 @@ SELECT team, project, run_id, key, level,
        argMaxState(value, step) AS last,
        max(step) AS last_step
 FROM metrics
-ARRAY JOIN [1, 2, 3, 4, 5, 6, 7, 8] AS level
+ARRAY JOIN [1, 2, 3, 4] AS level
 GROUP BY team, project, run_id, key, level, bucket;
 
 -- Hardware per run, host, key and device per minute.
