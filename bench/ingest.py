@@ -1,8 +1,17 @@
-"""End-to-end ingest rate of the pipeline: SDK -> Kafka -> worker -> rows in embedded ClickHouse.
+"""Sustained ingest of the whole pipeline: SDK -> Kafka -> worker -> rows in embedded ClickHouse,
+with freshness, against MLflow's tracking server measured in the same run.
 
-Simulated jobs log metrics as fast as they can; the clock stops when the worker has committed
-every record (so every row is in ClickHouse), and the stored row count is checked afterwards.
-Needs a running broker (`make kafka-up`; RUNSTREAM_KAFKA_BOOTSTRAP to use another).
+Simulated training jobs (one process each) log 10 metrics per step, together offering ``--rate``
+points per second for ``--seconds``; one worker writes them to a fresh embedded ClickHouse. When
+the worker has committed everything, the figures come from the stored rows themselves:
+
+- ``points_per_s``: stored points / (last insert time - first log() time): what the pipeline sustained;
+- ``freshness_p50_s`` / ``freshness_p99_s``: per point, the time from its ``log()`` call (the row's
+  ``ts``) to the insert that made it visible (``ingested_records.ingested_at``, set by ClickHouse).
+
+Peer: an MLflow tracking server (sqlite backend, one worker) fed the same kind of points with
+``log_batch`` of 1,000 metrics; skipped (null) where mlflow is not installed (it lives in the
+``bench`` extra). Needs a running broker (`make kafka-up`; RUNSTREAM_KAFKA_BOOTSTRAP for another).
 Last line: one JSON object with the figures.
 """
 
@@ -10,41 +19,60 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import tempfile
-import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-import runstream
+from runstream.run import Run
 from runstream.settings import Settings
 from runstream_worker.clickhouse import connect
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.process import WorkerProcess
 
+FIGURES_SQL = """
+WITH visible AS (
+    SELECT producer_id, seq, min(ingested_at) AS at FROM ingested_records GROUP BY producer_id, seq
+)
+SELECT count(),
+       toUnixTimestamp64Milli(min(m.ts)),
+       toUnixTimestamp64Milli(max(v.at)),
+       quantilesExact(0.5, 0.99)(toUnixTimestamp64Milli(v.at) - toUnixTimestamp64Milli(m.ts))
+FROM metrics AS m
+INNER JOIN visible AS v ON m.producer_id = v.producer_id AND m.seq = v.seq
+"""
 
-def job(index: int, steps: int, keys: int, settings: Settings) -> None:
+
+def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) -> tuple[int, int]:
+    """One training job: log ``rate`` points/s for ``seconds``, then finish. Returns (logged, undelivered)."""
+    settings = Settings.model_validate_json(settings_json)
     names = [f"metric_{k}" for k in range(keys)]
-    with runstream.init(project="bench", team=f"team-{index % 3}", name=f"job-{index}", settings=settings) as run:
-        for step in range(steps):
+    run = Run(project="bench", team=f"team-{index % 3}", name=f"job-{index}", settings=settings)
+    steps_per_s = rate / keys
+    started = time.monotonic()
+    deadline = started + seconds
+    step = 0
+    while (now := time.monotonic()) < deadline:
+        due = int((now - started) * steps_per_s) + 1  # steps this job should have logged by now
+        while step < due:
             run.log({name: step * 0.5 + k for k, name in enumerate(names)}, step=step)
+            step += 1
+        time.sleep(0.001)
+    report = run.finish(timeout=300)
+    return step * keys, report.pending_records + report.dropped_points
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=25_000)
-    parser.add_argument("--keys", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="small run for a smoke check")
-    args = parser.parse_args()
-    if args.quick:
-        args.jobs, args.steps = 2, 2_000
-
-    console = Console(stderr=True)
+def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> dict[str, Any]:
     unique = uuid.uuid4().hex[:8]
-    workdir = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
     settings = Settings().model_copy(
         update={
             "clickhouse_url": f"chdb://{workdir / 'clickhouse'}",
@@ -52,43 +80,154 @@ def main() -> None:
             "worker_group": f"bench-{unique}",
             "worker_batch_records": 200,
             "worker_commit_interval_s": 0.5,
+            "worker_flush_interval_s": 0.5,
             "runs_dir": workdir / "runs",
+            "hardware_interval_s": 0,
         }
     )
-    expected = args.jobs * args.steps * args.keys
-    console.print(f"ingest: {args.jobs} jobs x {args.steps:,} steps x {args.keys} keys = {expected:,} points")
+    console.print(
+        f"ingest: {args.jobs} jobs x {args.keys} metrics per step at {args.rate:,.0f} points/s in all, "
+        f"for {args.seconds:g}s"
+    )
     worker = WorkerProcess(settings, workdir / "worker.log").start().wait_ready()
     try:
-        started = time.perf_counter()
-        threads = [threading.Thread(target=job, args=(i, args.steps, args.keys, settings)) for i in range(args.jobs)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        logged = time.perf_counter()
-        wait_caught_up(settings, timeout_s=900, poll_s=0.2)
-        done = time.perf_counter()
+        ctx = multiprocessing.get_context("spawn")
+        rate = args.rate / args.jobs
+        with ctx.Pool(args.jobs) as pool:
+            results = pool.starmap(
+                job, [(i, args.seconds, args.keys, rate, settings.model_dump_json()) for i in range(args.jobs)]
+            )
+        logged = sum(points for points, _ in results)
+        if any(undelivered for _, undelivered in results):
+            raise SystemExit(f"jobs left points undelivered or dropped: {results}")
+        with console.status("waiting for the worker to commit everything"):
+            wait_caught_up(settings, timeout_s=900, poll_s=0.2)
     finally:
         worker.stop()
     client = connect(settings)
     try:
-        stored = client.query("SELECT count() FROM metrics").result_rows[0][0]
+        stored, first_ms, last_ms, (p50_ms, p99_ms) = client.query(FIGURES_SQL).result_rows[0]
     finally:
         client.close()
-    if stored != expected:
-        raise SystemExit(f"stored {stored:,} points, expected {expected:,}; see {worker.log_path}")
-    seconds = done - started
-    figures = {
-        "bench": "ingest",
-        "points": expected,
+    if stored != logged:
+        raise SystemExit(f"stored {stored:,} points, logged {logged:,}; see {worker.log_path}")
+    seconds = (last_ms - first_ms) / 1000
+    return {
+        "points": stored,
         "seconds": round(seconds, 3),
-        "points_per_s": round(expected / seconds),
-        "sdk_log_seconds": round(logged - started, 3),
+        "points_per_s": round(stored / seconds),
+        "freshness_p50_s": round(p50_ms / 1000, 3),
+        "freshness_p99_s": round(p99_ms / 1000, 3),
     }
-    console.print(
-        f"{expected:,} points in {seconds:.2f}s: {figures['points_per_s']:,} points/s end to end "
-        f"(jobs finished logging after {figures['sdk_log_seconds']}s)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_mlflow(points: int, keys: int, workdir: Path, console: Console) -> float | None:
+    """Points per second an MLflow tracking server (sqlite) takes through ``log_batch`` of 1,000 metrics."""
+    try:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        console.print("[yellow]mlflow not installed (bench extra): MLflow figures are null[/]")
+        return None
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(workdir / "mlflow-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
     )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    console.print("[red]mlflow server did not start: MLflow figures are null[/]")
+                    return None
+                time.sleep(0.5)
+        client = MlflowClient(tracking_uri=url)
+        run_id = client.create_run(client.create_experiment(f"bench-{uuid.uuid4().hex[:8]}")).info.run_id
+        names = [f"metric_{k}" for k in range(keys)]
+        steps_per_batch = 1000 // keys
+        started = time.perf_counter()
+        sent = 0
+        step = 0
+        with console.status(f"MLflow server: log_batch of 1,000 metrics, {points:,} points"):
+            while sent < points:
+                now_ms = int(time.time() * 1000)
+                batch = [
+                    Metric(name, s * 0.5 + k, now_ms, s)
+                    for s in range(step, step + steps_per_batch)
+                    for k, name in enumerate(names)
+                ]
+                client.log_batch(run_id, metrics=batch)
+                sent += len(batch)
+                step += steps_per_batch
+        seconds = time.perf_counter() - started
+        stored = len(client.get_metric_history(run_id, names[0])) * keys
+        if stored != sent:
+            raise SystemExit(f"MLflow stored {stored:,} points, sent {sent:,}")
+        return sent / seconds
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--keys", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the jobs log")
+    parser.add_argument("--rate", type=float, default=1_000_000, help="points per second offered, all jobs together")
+    parser.add_argument("--mlflow-points", type=int, default=200_000, help="points sent to the MLflow server")
+    parser.add_argument("--quick", action="store_true", help="a run of well under a minute")
+    args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.seconds, args.mlflow_points = 4, 10.0, 20_000
+
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="runstream-bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        figures: dict[str, Any] = {
+            "bench": "ingest",
+            "jobs": args.jobs,
+            "keys": args.keys,
+            "offered_points_per_s": args.rate,
+        }
+        figures.update(run_pipeline(args, workdir, console))
+        mlflow_rate = run_mlflow(args.mlflow_points, args.keys, workdir, console)
+    figures["mlflow_points_per_s"] = round(mlflow_rate) if mlflow_rate else None
+    figures["speedup_vs_mlflow"] = round(figures["points_per_s"] / mlflow_rate, 1) if mlflow_rate else None
+    console.print(
+        f"runstream: {figures['points']:,} points at {figures['points_per_s']:,} points/s end to end, "
+        f"freshness p50 {figures['freshness_p50_s']}s p99 {figures['freshness_p99_s']}s"
+    )
+    if mlflow_rate:
+        console.print(f"MLflow server: {mlflow_rate:,.0f} points/s -> runstream is {figures['speedup_vs_mlflow']}x")
     print(json.dumps(figures))
 
 
