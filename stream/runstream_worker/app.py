@@ -130,11 +130,10 @@ class BatchWriter:
         h.replays += decoded.replays
         h.batch_ms.append(seconds * 1000)
 
-    async def write_health(self, highwaters: dict[tuple[str, int], int], now_ms: int) -> None:
+    async def write_health(self, ends: dict[tuple[str, int], tuple[int, int]], now_ms: int) -> None:
         """Publish lag per partition and write one ``pipeline_health`` row for the interval just ended."""
         lag = 0
-        for (topic, partition), end in highwaters.items():
-            behind = max(0, end - self.next_offsets.get((topic, partition), 0))
+        for (topic, partition), behind in self.behind(ends).items():
             self.metrics.lag.labels(topic, str(partition)).set(behind)
             lag += behind
         window, self.health = self.health, HealthWindow()
@@ -161,8 +160,19 @@ class BatchWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def check_liveness(self, now_ms: int) -> None:
-        """Mark runs whose heartbeats stopped as crashed (seeding from storage on the first call)."""
+    def behind(self, ends: dict[tuple[str, int], tuple[int, int]]) -> dict[tuple[str, int], int]:
+        """Per partition, records not handled yet: its end minus the offset after the last record
+        handled (or the fetch position, for a partition with nothing handled since start)."""
+        return {tp: max(0, end - self.next_offsets.get(tp, position)) for tp, (end, position) in ends.items()}
+
+    async def check_liveness(self, now_ms: int, runs_backlog: int = 0) -> None:
+        """Mark runs whose heartbeats stopped as crashed (seeding from storage on the first call).
+
+        Skipped while lifecycle records wait unread: their heartbeats may be in that backlog.
+        """
+        if runs_backlog:
+            log.info("liveness check deferred: lifecycle records still to read", backlog=runs_backlog)
+            return
         loop = asyncio.get_running_loop()
         if not self._seeded:
             try:
@@ -264,19 +274,25 @@ def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
 
     writer.dead_letter = send_dead_letter
 
+    async def partition_ends(topic_names: tuple[str, ...]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(end offset, fetch position) of each assigned partition of these topics."""
+        consumer = app.consumer
+        ends = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None and tp.topic in topic_names:
+                position = await consumer.position(tp)
+                ends[(tp.topic, tp.partition)] = (int(end), int(position if position is not None else end))
+        return ends
+
     async def liveness() -> None:
-        await writer.check_liveness(time.time_ns() // 1_000_000)
+        backlog = sum(writer.behind(await partition_ends((topics.runs,))).values())
+        await writer.check_liveness(time.time_ns() // 1_000_000, backlog)
 
     app.timer(interval=settings.worker_liveness_interval_s)(liveness)
 
     async def health() -> None:
-        consumer = app.consumer
-        highwaters = {}
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            if end is not None and tp.topic in topics.inputs():
-                highwaters[(tp.topic, tp.partition)] = int(end)
-        await writer.write_health(highwaters, time.time_ns() // 1_000_000)
+        await writer.write_health(await partition_ends(topics.inputs()), time.time_ns() // 1_000_000)
 
     app.timer(interval=settings.worker_health_interval_s)(health)
 
