@@ -7,10 +7,11 @@ from faust import Worker
 from runstream._log import get_logger
 from runstream.errors import RunstreamError
 from runstream.settings import Settings
-from runstream_worker.app import BatchWriter, create_app
+from runstream_worker.app import create_app
 from runstream_worker.migrate import migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from runstream_worker.topics import ensure_topics
+from runstream_worker.writer import BatchWriter
 
 log = get_logger("runstream.worker")
 
