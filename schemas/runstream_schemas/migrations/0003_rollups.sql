@@ -78,16 +78,31 @@ ENGINE = AggregatingMergeTree
 ORDER BY (team, project, run_id, key, level, bucket)
 SETTINGS non_replicated_deduplication_window = 10000;
 
+-- Points are first grouped into 16-step buckets (a 16x smaller set), which are then rolled up
+-- into all four levels: the same aggregates as grouping raw points per level, at a fraction of
+-- the cost (this view is the most expensive part of an insert).
 CREATE MATERIALIZED VIEW IF NOT EXISTS metric_buckets_mv TO metric_buckets AS
 SELECT team, project, run_id, key, level,
-       intDiv(step, bitShiftLeft(toInt64(1), 4 * level)) AS bucket,
-       count() AS points,
-       sum(value) AS sum_value,
-       min(value) AS min_value,
-       max(value) AS max_value,
-       argMaxState(value, step) AS last,
-       max(step) AS last_step
-FROM metrics
+       intDiv(fine, bitShiftLeft(toInt64(1), 4 * (level - 1))) AS bucket,
+       sum(n) AS points,
+       sum(total) AS sum_value,
+       min(low) AS min_value,
+       max(high) AS max_value,
+       argMaxState(fine_last, fine_last_step) AS last,
+       max(fine_last_step) AS last_step
+FROM
+(
+    SELECT team, project, run_id, key,
+           intDiv(step, 16) AS fine,
+           count() AS n,
+           sum(value) AS total,
+           min(value) AS low,
+           max(value) AS high,
+           argMax(value, step) AS fine_last,
+           max(step) AS fine_last_step
+    FROM metrics
+    GROUP BY team, project, run_id, key, fine
+)
 ARRAY JOIN [1, 2, 3, 4] AS level
 GROUP BY team, project, run_id, key, level, bucket;
 
