@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from runstream._log import get_logger
 from runstream.settings import Settings
@@ -141,16 +142,7 @@ class BatchWriter:
             self._sink.write(decoded.rows, token)
 
     async def _write_with_retry(self, decoded: DecodedBatch, token: str) -> None:
-        loop = asyncio.get_running_loop()
-        delay = 0.5
-        while True:
-            try:
-                await loop.run_in_executor(self._executor, self._write, decoded, token)
-                return
-            except Exception as exc:
-                log.error("clickhouse insert failed; retrying", error=repr(exc)[:500], retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await self._with_retry(self._write, decoded, token)
 
     def behind(self, ends: dict[tuple[str, int], tuple[int, int]]) -> dict[tuple[str, int], int]:
         """Per partition, records not handled yet: its end minus the offset after the last record
@@ -190,11 +182,15 @@ class BatchWriter:
         self.metrics.crashed_runs.inc(len(crashed))
 
     async def _write_rows_with_retry(self, rows: RowBatch) -> None:
+        await self._with_retry(self._sink.write, rows, None)
+
+    async def _with_retry(self, write: Callable[..., None], *args: Any) -> None:
+        """Run ``write`` on the ClickHouse thread until it succeeds, backing off 0.5 s doubling to 30 s."""
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
             try:
-                await loop.run_in_executor(self._executor, self._sink.write, rows, None)
+                await loop.run_in_executor(self._executor, write, *args)
                 return
             except Exception as exc:
                 log.error("clickhouse insert failed; retrying", error=repr(exc)[:500], retry_in_s=delay)

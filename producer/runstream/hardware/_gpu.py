@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runstream._log import get_logger
@@ -77,6 +77,7 @@ class GpuReader:
         self._samples = 0
         self._temperature_sensor = 0  # NVML_TEMPERATURE_GPU
         self._sm_clock = 1  # NVML_CLOCK_SM
+        self._reads: list[tuple[tuple[str, ...], Callable[[_Gpu], tuple[float, ...]]]] = []
         self.devices: list[str] = []
         if system or process:
             self._open(nvml, all_gpus, environ)
@@ -132,99 +133,75 @@ class GpuReader:
         self.devices = [gpu.device for gpu in self._gpus]
         self._temperature_sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", self._temperature_sensor)
         self._sm_clock = getattr(nvml, "NVML_CLOCK_SM", self._sm_clock)
+        self._reads = self._readings()
+
+    def _readings(self) -> list[tuple[tuple[str, ...], Callable[[_Gpu], tuple[float, ...]]]]:
+        """(keys, read) per NVML call of one sample, in sample order; ``read`` returns one value per key."""
+        nvml, pid = self._nvml, self._pid
+        sensor, sm = self._temperature_sensor, self._sm_clock
+
+        def utilization(gpu: _Gpu) -> tuple[float, ...]:
+            return (float(nvml.nvmlDeviceGetUtilizationRates(gpu.handle).gpu),)
+
+        def memory(gpu: _Gpu) -> tuple[float, ...]:
+            info = nvml.nvmlDeviceGetMemoryInfo(gpu.handle)
+            return float(info.used), float(info.total)
+
+        def power(gpu: _Gpu) -> tuple[float, ...]:
+            return (nvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0,)
+
+        def power_limit(gpu: _Gpu) -> tuple[float, ...]:
+            if gpu.limit_w is None or self._samples % LIMIT_EVERY_SAMPLES == 0:
+                try:
+                    gpu.limit_w = nvml.nvmlDeviceGetEnforcedPowerLimit(gpu.handle) / 1000.0
+                except Exception as exc:
+                    if gpu.limit_w is None:
+                        raise
+                    self._failed(hk.GPU_POWER_LIMIT_WATTS, gpu.device, exc)  # keep reporting the last value read
+            return (gpu.limit_w,) if gpu.limit_w is not None else ()
+
+        def temperature(gpu: _Gpu) -> tuple[float, ...]:
+            return (float(nvml.nvmlDeviceGetTemperature(gpu.handle, sensor)),)
+
+        def sm_clock(gpu: _Gpu) -> tuple[float, ...]:
+            return (float(nvml.nvmlDeviceGetClockInfo(gpu.handle, sm)),)
+
+        def process_memory(gpu: _Gpu) -> tuple[float, ...]:
+            # usedGpuMemory is None when NVML cannot tell (e.g. Windows WDDM)
+            held = sum(
+                p.usedGpuMemory or 0 for p in nvml.nvmlDeviceGetComputeRunningProcesses(gpu.handle) if p.pid == pid
+            )
+            return (float(held),)
+
+        readings: list[tuple[tuple[str, ...], Callable[[_Gpu], tuple[float, ...]]]] = []
+        if self._system:
+            readings += [
+                ((hk.GPU_UTILIZATION_PERCENT,), utilization),
+                ((hk.GPU_MEMORY_USED_BYTES, hk.GPU_MEMORY_TOTAL_BYTES), memory),
+                ((hk.GPU_POWER_WATTS,), power),
+                ((hk.GPU_POWER_LIMIT_WATTS,), power_limit),
+                ((hk.GPU_TEMPERATURE_C,), temperature),
+                ((hk.GPU_SM_CLOCK_MHZ,), sm_clock),
+            ]
+        if self._process:
+            readings.append(((hk.GPU_PROCESS_MEMORY_BYTES,), process_memory))
+        return readings
 
     def read(self, keys: list[str], devices: list[str], values: list[float]) -> None:
-        gpus = self._gpus
-        if not gpus:
+        if not self._gpus:
             return
-        nvml = self._nvml
-        pid = self._pid
-        system = self._system
-        failed = self._failed
-        key = keys.append
-        dev = devices.append
-        val = values.append
-        refresh_limit = self._samples % LIMIT_EVERY_SAMPLES == 0
+        # One try per NVML call: a reading NVML refuses (e.g. power on some boards) must not cost the others.
+        for gpu in self._gpus:
+            for names, read in self._reads:
+                try:
+                    got = read(gpu)
+                except Exception as exc:
+                    self._failed(names[0], gpu.device, exc)
+                    continue
+                keys.extend(names[: len(got)])
+                devices.extend([gpu.device] * len(got))
+                values.extend(got)
         self._samples += 1
-        utilization = nvml.nvmlDeviceGetUtilizationRates
-        memory = nvml.nvmlDeviceGetMemoryInfo
-        power = nvml.nvmlDeviceGetPowerUsage
-        limit = nvml.nvmlDeviceGetEnforcedPowerLimit
-        temperature = nvml.nvmlDeviceGetTemperature
-        clock = nvml.nvmlDeviceGetClockInfo
-        sensor = self._temperature_sensor
-        sm = self._sm_clock
-        processes = nvml.nvmlDeviceGetComputeRunningProcesses if self._process else None
-        # One try per call: a reading NVML refuses (e.g. power on some boards) must not cost the others.
-        for gpu in gpus:
-            h = gpu.handle
-            d = gpu.device
-            if system:
-                try:
-                    util = utilization(h).gpu
-                except Exception as exc:
-                    failed(hk.GPU_UTILIZATION_PERCENT, d, exc)
-                else:
-                    key(hk.GPU_UTILIZATION_PERCENT)
-                    dev(d)
-                    val(float(util))
-                try:
-                    mem = memory(h)
-                    used, total = mem.used, mem.total
-                except Exception as exc:
-                    failed(hk.GPU_MEMORY_USED_BYTES, d, exc)
-                else:
-                    key(hk.GPU_MEMORY_USED_BYTES)
-                    dev(d)
-                    val(float(used))
-                    key(hk.GPU_MEMORY_TOTAL_BYTES)
-                    dev(d)
-                    val(float(total))
-                try:
-                    milliwatts = power(h)
-                except Exception as exc:
-                    failed(hk.GPU_POWER_WATTS, d, exc)
-                else:
-                    key(hk.GPU_POWER_WATTS)
-                    dev(d)
-                    val(milliwatts / 1000.0)
-                if refresh_limit:
-                    try:
-                        gpu.limit_w = limit(h) / 1000.0
-                    except Exception as exc:
-                        failed(hk.GPU_POWER_LIMIT_WATTS, d, exc)  # keeps reporting the last value read
-                if gpu.limit_w is not None:
-                    key(hk.GPU_POWER_LIMIT_WATTS)
-                    dev(d)
-                    val(gpu.limit_w)
-                try:
-                    celsius = temperature(h, sensor)
-                except Exception as exc:
-                    failed(hk.GPU_TEMPERATURE_C, d, exc)
-                else:
-                    key(hk.GPU_TEMPERATURE_C)
-                    dev(d)
-                    val(float(celsius))
-                try:
-                    mhz = clock(h, sm)
-                except Exception as exc:
-                    failed(hk.GPU_SM_CLOCK_MHZ, d, exc)
-                else:
-                    key(hk.GPU_SM_CLOCK_MHZ)
-                    dev(d)
-                    val(float(mhz))
-            if processes is not None:
-                try:
-                    held = 0
-                    for proc in processes(h):
-                        if proc.pid == pid:
-                            held += proc.usedGpuMemory or 0  # None when NVML cannot tell (e.g. Windows WDDM)
-                except Exception as exc:
-                    failed(hk.GPU_PROCESS_MEMORY_BYTES, d, exc)
-                else:
-                    key(hk.GPU_PROCESS_MEMORY_BYTES)
-                    dev(d)
-                    val(float(held))
 
     def _failed(self, key: str, device: str, exc: Exception) -> None:
         self._warn(
