@@ -59,6 +59,10 @@ class DecodedBatch:
         """Ids of the append-only events, whose repeats would double rows."""
         return {(e.producer_id, e.seq) for e in self.events if isinstance(e, APPEND_ONLY_EVENTS) and e.producer_id}
 
+    def record_runs(self) -> set[tuple[str, str, str]]:
+        """(team, project, run id) of the append-only events."""
+        return {(e.team, e.project, e.run_id) for e in self.events if isinstance(e, APPEND_ONLY_EVENTS)}
+
     def drop_replays(self, stored: set[RecordId]) -> None:
         """Drop append-only events whose record is already stored."""
         if not stored:

@@ -34,10 +34,17 @@ FROM runs FINAL
 WHERE status = 'running'
 """
 
-_STORED_QUERY = (
-    "SELECT DISTINCT producer_id, seq FROM ingested_records "
-    "WHERE producer_id IN {producers:Array(String)} AND seq IN {seqs:Array(UInt64)}"
-)
+# Replays are found in the rows themselves: a part is written whole or not at all, so a worker
+# killed mid-insert leaves either the rows (found here) or nothing (inserted again).
+_STORED_QUERY = """
+SELECT DISTINCT producer_id, seq FROM metrics
+WHERE (team, project, run_id) IN {runs:Array(Tuple(String, String, String))}
+  AND producer_id IN {producers:Array(String)} AND seq IN {seqs:Array(UInt64)}
+UNION DISTINCT
+SELECT DISTINCT producer_id, seq FROM hardware
+WHERE (team, project, run_id) IN {runs:Array(Tuple(String, String, String))}
+  AND producer_id IN {producers:Array(String)} AND seq IN {seqs:Array(UInt64)}
+"""
 
 
 def _dedup(table: str, token: str | None) -> dict[str, str | int]:
@@ -60,15 +67,19 @@ class ClickHouseSink:
             self._client = connect(self._settings)
         return self._client
 
-    def stored_records(self, ids: set[RecordId]) -> set[RecordId]:
-        """Which of ``ids`` are already stored (their rows were inserted by an earlier batch)."""
+    def stored_records(self, ids: set[RecordId], runs: set[tuple[str, str, str]]) -> set[RecordId]:
+        """Which of ``ids`` (records of ``runs``: team, project, run id) already have rows stored."""
         if not ids:
             return set()
         with self._lock:
             client = self._ensure_client()
             result = client.query(
                 _STORED_QUERY,
-                parameters={"producers": sorted({p for p, _ in ids}), "seqs": sorted({s for _, s in ids})},
+                parameters={
+                    "runs": sorted(runs),
+                    "producers": sorted({p for p, _ in ids}),
+                    "seqs": sorted({s for _, s in ids}),
+                },
             )
         # The query matches producers x seqs; keep exact pairs only.
         return {(str(p), int(s)) for p, s in result.result_rows} & ids

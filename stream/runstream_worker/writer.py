@@ -137,7 +137,7 @@ class BatchWriter:
     def _write(self, decoded: DecodedBatch, token: str) -> None:
         # Replays are looked up right before the insert, on the same thread, so a retry of this
         # batch after a partial failure sees what the failed attempt did store.
-        decoded.drop_replays(self._sink.stored_records(decoded.record_ids()))
+        decoded.drop_replays(self._sink.stored_records(decoded.record_ids(), decoded.record_runs()))
         if decoded.rows:
             self._sink.write(decoded.rows, token)
 

@@ -41,7 +41,7 @@ def test_migrations_inserts_dedup_and_queries_work_over_http(served: Settings) -
     try:
         sink.write(rows, token="a")
         sink.write(rows, token="a")  # retried: stored once
-        assert sink.stored_records({("p1", 1), ("p1", 2)}) == {("p1", 1)}
+        assert sink.stored_records({("p1", 1), ("p1", 2)}, {("t", "p", "r1")}) == {("p1", 1)}
     finally:
         sink.close()
     client = connect(served)

@@ -78,7 +78,10 @@ def test_stored_records_finds_exactly_the_ingested_producer_sequences(chdb_setti
     sink = ClickHouseSink(chdb_settings)
     try:
         sink.write(decode_batch([batch("p1", 0), batch("p1", 2), batch("p2", 1)], "runstream.").rows, token="t1")
-        found = sink.stored_records({("p1", 0), ("p1", 1), ("p1", 2), ("p2", 1), ("p2", 2), ("p3", 0)})
+        found = sink.stored_records(
+            {("p1", 0), ("p1", 1), ("p1", 2), ("p2", 1), ("p2", 2), ("p3", 0)}, {("t", "p", "r1")}
+        )
+        assert sink.stored_records({("p1", 0)}, {("t", "p", "other-run")}) == set()
     finally:
         sink.close()
     assert found == {("p1", 0), ("p1", 2), ("p2", 1)}

@@ -4,6 +4,10 @@
 -- Rank of the process that logged a point (0 for single-process runs).
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS rank UInt32 DEFAULT 0 CODEC(ZSTD(1));
 
+-- The worker looks replayed records up by (run, producer id, sequence number) in the rows
+-- themselves: within a run, sequence numbers rise with steps, so min/max per granule prunes well.
+ALTER TABLE metrics ADD INDEX IF NOT EXISTS idx_seq seq TYPE minmax GRANULARITY 1;
+
 -- Processes in the run's job (1 for single-process runs).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS world_size UInt32 DEFAULT 1;
 
@@ -22,7 +26,8 @@ CREATE TABLE IF NOT EXISTS hardware
     value       Float64 CODEC(Gorilla, ZSTD(1)),
     interval_ms UInt32 CODEC(ZSTD(1)),
     producer_id LowCardinality(String),
-    seq         UInt64 CODEC(Delta, ZSTD(1))
+    seq         UInt64 CODEC(Delta, ZSTD(1)),
+    INDEX idx_seq seq TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 PARTITION BY toDate(ts)
@@ -43,9 +48,8 @@ CREATE TABLE IF NOT EXISTS summary
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (team, project, run_id, key);
 
--- Which append-only records (producer id, sequence number) are stored. Filled by the
--- materialized views below in the same insert as the rows themselves, so "stored" and
--- "recorded as stored" cannot disagree; the worker looks replays up here before inserting.
+-- When each append-only record (producer id, sequence number) became visible, filled by the
+-- materialized views below as rows are inserted: the basis of freshness figures.
 CREATE TABLE IF NOT EXISTS ingested_records
 (
     producer_id String,
