@@ -352,7 +352,7 @@ class Run:
         (a tensor or array could change after ``log()`` returns)."""
         keys: list[Any] = []
         values: list[Any] = []
-        for key, value in _flatten_metrics(metrics):
+        for key, value in flatten(metrics, "/", keep_bad_keys=True):
             if type(key) is not str:
                 self.dropped_points += 1
                 self._warn_once("key-type", "metric keys must be strings; point dropped", key=repr(key)[:64])
@@ -599,19 +599,6 @@ class Run:
         if kind not in self._warned:
             self._warned.add(kind)
             log.warning(message, **fields)
-
-
-def _flatten_metrics(mapping: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[Any, Any]]:
-    """Like ``flatten`` with "/" but keys are kept as given, so a non-string key can be rejected."""
-    for key, value in mapping.items():
-        name = f"{prefix}/{key}" if prefix and isinstance(key, str) else key
-        if isinstance(value, Mapping) and value:
-            if isinstance(name, str):
-                yield from _flatten_metrics(value, name)
-            else:
-                yield name, value
-        else:
-            yield name, value
 
 
 # -- the active run, for the module-level shortcuts -------------------------------------------
