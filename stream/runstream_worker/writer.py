@@ -78,7 +78,7 @@ class BatchWriter:
                 await self.dead_letter(rejected)  # before the batch is acked: a crash re-sends, never drops
         decoded.live = self.liveness.observe(decoded.events)
         if decoded.events:
-            await self._write_with_retry(decoded, dedup_token(records))
+            await self._with_retry(self._write, decoded, dedup_token(records))
         rows = decoded.rows
         c = self.counters
         c.records += decoded.records
@@ -132,7 +132,7 @@ class BatchWriter:
         window, self.health = self.health, HealthWindow()
         rows = RowBatch()
         rows.health.append(window.row(self.worker, lag, now_ms))
-        await self._write_rows_with_retry(rows)
+        await self._with_retry(self._sink.write, rows, None)
 
     def _write(self, decoded: DecodedBatch, token: str) -> None:
         # Replays are looked up right before the insert, on the same thread, so a retry of this
@@ -140,9 +140,6 @@ class BatchWriter:
         decoded.drop_replays(self._sink.stored_records(decoded.record_ids(), decoded.record_runs()))
         if decoded.rows:
             self._sink.write(decoded.rows, token)
-
-    async def _write_with_retry(self, decoded: DecodedBatch, token: str) -> None:
-        await self._with_retry(self._write, decoded, token)
 
     def behind(self, ends: dict[tuple[str, int], tuple[int, int]]) -> dict[tuple[str, int], int]:
         """Per partition, records not handled yet: its end minus the offset after the last record
@@ -176,13 +173,10 @@ class BatchWriter:
                 rows.run_row(info, RunStatus.CRASHED, None, datetime.fromtimestamp(now_ms / 1000, UTC), live)
             )
             log.warning("run crashed: heartbeats stopped", run_id=info.run_id, last_heartbeat_ms=live.heartbeat_at_ms)
-        await self._write_rows_with_retry(rows)
+        await self._with_retry(self._sink.write, rows, None)
         self.counters.crashed_runs += len(crashed)
         self.health.crashed_runs += len(crashed)
         self.metrics.crashed_runs.inc(len(crashed))
-
-    async def _write_rows_with_retry(self, rows: RowBatch) -> None:
-        await self._with_retry(self._sink.write, rows, None)
 
     async def _with_retry(self, write: Callable[..., None], *args: Any) -> None:
         """Run ``write`` on the ClickHouse thread until it succeeds, backing off 0.5 s doubling to 30 s."""
