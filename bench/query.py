@@ -5,7 +5,7 @@ points) into a fresh embedded ClickHouse through the same migrations and rollups
 then times (median of 5):
 
 - ``run_table_ms``: every run whose optimizer param is "adamw", with its last loss and accuracy,
-  sorted by last loss (from the run-summary rollup);
+  sorted by last loss (from ``run_latest``, one row per run);
 - ``overlay_ms``: the loss curves of 10 runs, each downsampled to at most 1,000 points (from the
   step-bucket rollup, at the finest level that fits).
 
@@ -42,19 +42,13 @@ T0_MS = 1_760_000_000_000
 TARGET_POINTS = 1000
 IDENTITY = ("bench", "query")  # team, project
 
+# The one-row-per-run table read directly (the run_table view adds plain-value maps on top).
 RUN_TABLE_SQL = """
-SELECT r.run_id, r.name, p.value AS optimizer, s.loss, s.acc
-FROM (SELECT run_id, name FROM runs FINAL WHERE team = 'bench' AND project = 'query') AS r
-INNER JOIN (
-    SELECT run_id, value FROM params FINAL
-    WHERE team = 'bench' AND project = 'query' AND key = 'optimizer' AND value = {optimizer:String}
-) AS p ON p.run_id = r.run_id
-INNER JOIN (
-    SELECT run_id, argMaxMergeIf(last, key = 'loss') AS loss, argMaxMergeIf(last, key = 'acc') AS acc
-    FROM metric_summary WHERE team = 'bench' AND project = 'query' AND key IN ('loss', 'acc')
-    GROUP BY run_id
-) AS s ON s.run_id = r.run_id
-ORDER BY s.loss
+SELECT run_id, state.3 AS name, params['optimizer'].2 AS optimizer, metrics['loss'].3 AS loss,
+       metrics['acc'].3 AS acc
+FROM run_latest FINAL
+WHERE team = 'bench' AND project = 'query' AND optimizer = {optimizer:String}
+ORDER BY loss
 """
 
 OVERLAY_SQL = """
@@ -117,6 +111,7 @@ def load_runstream(settings: Settings, runs: int, steps: int, console: Console) 
                 progress.advance(task, len(ids))
         client.command("OPTIMIZE TABLE metric_summary FINAL")
         client.command("OPTIMIZE TABLE metric_buckets FINAL")
+        client.command("OPTIMIZE TABLE run_latest FINAL")
     finally:
         client.close()
 

@@ -14,7 +14,7 @@ from runstream_worker.migrate import Migration, MigrationError, load_migrations,
 def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Settings) -> None:
     assert [m.version for m in pending(chdb_settings)] == [m.version for m in load_migrations()]
     applied = migrate(chdb_settings)
-    assert [m.name for m in applied] == ["initial", "sdk_events", "rollups", "pipeline_health"]
+    assert [m.name for m in applied] == ["initial", "sdk_events", "rollups", "pipeline_health", "run_latest"]
     assert migrate(chdb_settings) == []  # idempotent
     assert pending(chdb_settings) == []
 
@@ -27,6 +27,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
             (2, "sdk_events"),
             (3, "rollups"),
             (4, "pipeline_health"),
+            (5, "run_latest"),
         ]
         order = client.query(
             "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"

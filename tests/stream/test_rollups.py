@@ -10,13 +10,25 @@ from clickhouse_connect.driver.client import Client
 
 from runstream.settings import Settings
 from runstream_schemas import hardware_keys as hw
-from runstream_schemas.events import HardwareBatch, MetricBatch
+from runstream_schemas.events import HardwareBatch, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, RunUpdate
 from runstream_worker.clickhouse import connect
 from runstream_worker.migrate import migrate
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 
 T0 = 1_700_000_000_000
+
+
+def lifecycle_rows() -> RowBatch:
+    """r1 starts, changes a param, finishes; r2 starts and is still running."""
+    rows = RowBatch()
+    for run_id, lr in (("r1", "0.1"), ("r2", "0.3")):
+        info = RunInfo(run_id=run_id, team="t", project="proj", name=f"name-{run_id}", user="ada", started_at_ms=T0)
+        rows.add_run_start(RunStart(run=info, params={"lr": lr, "optimizer": "adamw"}))
+    r1 = RunInfo(run_id="r1", team="t", project="proj", name="name-r1", user="ada", started_at_ms=T0)
+    rows.add_run_update(RunUpdate(run=r1, params={"lr": "0.05"}, ts_ms=T0 + 5_000))
+    rows.add_run_end(RunEnd(run=r1, status=RunStatus.FINISHED, ended_at_ms=T0 + 9_000, step=19_999))
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +82,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
                     )
                 )
             sink.write(rows, token=f"batch-{i}")
+        sink.write(lifecycle_rows(), token="lifecycle")
     finally:
         sink.close()
     client = connect(chdb_settings)
@@ -127,3 +140,24 @@ def test_hardware_minutes_and_gpu_hours_equal_raw_aggregates(loaded: Client) -> 
     assert gpu_hours == pytest.approx(1200 * 2 * 10 / 3600)
     busy_seconds = 40 * sum(10 * (1.0 + (sample % 4) * 0.25) for sample in range(30))
     assert busy == pytest.approx(busy_seconds / 3600)
+
+
+def test_run_table_equals_runs_params_and_raw_last_values(loaded: Client) -> None:
+    table = loaded.query(
+        "SELECT run_id, status, name, user, params, last_values, last_steps FROM run_table ORDER BY run_id"
+    ).result_rows
+    states = loaded.query("SELECT run_id, status, name, user FROM runs FINAL ORDER BY run_id").result_rows
+    assert (
+        [row[:4] for row in table]
+        == states
+        == [("r1", "finished", "name-r1", "ada"), ("r2", "running", "name-r2", "ada")]
+    )
+    params = loaded.query("SELECT run_id, key, value FROM params FINAL ORDER BY run_id, key").result_rows
+    assert [(run, k, v) for run, _, _, _, p, _, _ in table for k, v in sorted(p.items())] == params
+    assert table[0][4] == {"lr": "0.05", "optimizer": "adamw"}  # the update outranks the start
+    last = loaded.query(
+        "SELECT run_id, key, argMax(value, (step, ts)), max(step) FROM metrics "
+        "GROUP BY run_id, key ORDER BY run_id, key"
+    ).result_rows
+    assert [(run, k, v, steps[k]) for run, *_, values, steps in table for k, v in sorted(values.items())] == last
+    assert len(last) == 6
