@@ -16,7 +16,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[stream,dev]"
+	$(BIN)/pip install -q -e ".[stream,dev,grafana,notebook]"
 	touch $@
 
 $(COMPOSE_SCHEMA): | venv

@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     """Port of the worker's Prometheus metrics endpoint; 0 turns it off (RUNSTREAM_WORKER_METRICS_PORT)."""
 
+    worker_http_port: int = Field(default=8123, ge=0, le=65535)
+    """With the embedded engine (``chdb://``), the worker owns the database path and serves
+    ClickHouse's HTTP interface for it on this port, so Grafana, notebooks and SQL clients can
+    query while it ingests; 0 turns it off. Ignored for server DSNs (RUNSTREAM_WORKER_HTTP_PORT)."""
+
+    worker_http_host: str = "127.0.0.1"
+    """Address the worker's ClickHouse HTTP interface listens on; local only by default
+    (RUNSTREAM_WORKER_HTTP_HOST)."""
+
+    worker_http_readonly: bool = True
+    """Whether that interface refuses writes and DDL (ClickHouse ``readonly = 2``: settings may still
+    be changed per query) (RUNSTREAM_WORKER_HTTP_READONLY)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the CLI and the worker (RUNSTREAM_LOG_LEVEL)."""
 
