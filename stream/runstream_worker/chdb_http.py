@@ -6,7 +6,13 @@ one consumer group, Grafana's ClickHouse plugin, notebooks. It speaks the part o
 protocol that clients use: the query in the body or the ``query`` parameter, ``database``,
 ``param_*`` bindings, settings as URL parameters, ``FORMAT`` clauses, INSERT bodies (compressed with
 lz4, zstd, gzip or deflate), ``/ping``, and errors as ``Code: N. DB::Exception`` with
-``X-ClickHouse-Exception-Code``. Queries run one at a time: chDB is one session.
+``X-ClickHouse-Exception-Code``, and gzip/deflate responses for ``enable_http_compression=1``.
+Output formats are chDB's own (Native as clickhouse-connect and Grafana's plugin ask for it,
+RowBinaryWithNamesAndTypes, JSON, ...). ClickHouse's own block compression (``compress=1``) is
+not spoken: configure clients without it. There is no authentication: bind to 127.0.0.1 (the
+default) or put a proxy in front. A read-only server refuses writes and DDL (``readonly = 2``).
+Requests run one at a time on the server's own chDB handle; other handles in the same process
+(the worker's inserts) run alongside.
 """
 
 from __future__ import annotations
@@ -84,6 +90,16 @@ def _decompress(body: bytes, encoding: str) -> bytes:
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
+def _compress_reply(body: bytes, accept_encoding: str) -> tuple[bytes, str | None]:
+    """The body compressed as the client accepts (gzip or deflate), or as is."""
+    accepted = {part.split(";")[0].strip().lower() for part in accept_encoding.split(",")}
+    if "gzip" in accepted:
+        return gzip.compress(body, compresslevel=3), "gzip"
+    if "deflate" in accepted:
+        return zlib.compress(body, 3), "deflate"
+    return body, None
+
+
 def _literal(value: str) -> str:
     if re.fullmatch(r"-?\d+(\.\d+)?", value):
         return value
@@ -96,14 +112,23 @@ def _settings_clause(settings: dict[str, str]) -> str:
 
 
 class ChdbEngine:
-    """One chDB connection, used by one request at a time."""
+    """One chDB connection, used by one request at a time.
 
-    def __init__(self, path: str) -> None:
+    chDB allows one database path per process but any number of handles to it, so a worker can
+    serve its own path while it inserts through clickhouse-connect's handle.
+    """
+
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
         import chdb
 
         os.makedirs(path, exist_ok=True)
         self._conn = chdb.connect(path)  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
+        self.readonly = readonly
+        if readonly:
+            # Session-wide for this handle only; a query cannot lift it (readonly 2 forbids
+            # changing readonly itself but lets clients pass settings such as max_execution_time).
+            self._conn.query("SET readonly = 2", "TabSeparated")
 
     def execute(
         self,
@@ -187,7 +212,12 @@ def _handler(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
                     message = f"Code: {code[1] if code else 1000}. DB::Exception: {message}"
                 self._reply(500, message.encode() + b"\n", {"X-ClickHouse-Exception-Code": code[1] if code else "1000"})
                 return
-            self._reply(200, result, {"X-ClickHouse-Format": fmt})
+            headers = {"X-ClickHouse-Format": fmt}
+            if params.get("enable_http_compression") == "1":
+                result, encoding = _compress_reply(result, self.headers.get("Accept-Encoding", ""))
+                if encoding:
+                    headers["Content-Encoding"] = encoding
+            self._reply(200, result, headers)
 
         def _body(self) -> bytes:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -220,15 +250,15 @@ def _handler(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
 class ChdbHttpServer:
     """Serves one chDB database path on ``host:port`` until ``stop()``."""
 
-    def __init__(self, path: str, host: str = "127.0.0.1", port: int = 8123) -> None:
-        self.engine = ChdbEngine(path)
+    def __init__(self, path: str, host: str = "127.0.0.1", port: int = 8123, *, readonly: bool = False) -> None:
+        self.engine = ChdbEngine(path, readonly=readonly)
         self._server = ThreadingHTTPServer((host, port), _handler(self.engine))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
 
     def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
-        log.info("serving chDB over HTTP", port=self.port)
+        log.info("serving chDB over HTTP", port=self.port, readonly=self.engine.readonly)
         if on_ready is not None:
             on_ready()
         self._server.serve_forever(poll_interval=0.2)

@@ -8,6 +8,8 @@ from runstream._log import get_logger
 from runstream.errors import RunstreamError
 from runstream.settings import Settings
 from runstream_worker.app import create_app
+from runstream_worker.chdb_http import ChdbHttpServer
+from runstream_worker.clickhouse import embedded_path, is_embedded
 from runstream_worker.migrate import migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from runstream_worker.topics import ensure_topics
@@ -26,11 +28,35 @@ def check_schema(settings: Settings, apply: bool) -> None:
         )
 
 
+def serve_embedded(settings: Settings) -> ChdbHttpServer | None:
+    """With the embedded engine, serve it over HTTP: this process owns the path, so Grafana,
+    notebooks and SQL clients can only reach the data through it while the worker runs."""
+    if not settings.worker_http_port or not is_embedded(settings.clickhouse_url):
+        return None
+    try:
+        server = ChdbHttpServer(
+            embedded_path(settings.clickhouse_url),
+            host=settings.worker_http_host,
+            port=settings.worker_http_port,
+            readonly=settings.worker_http_readonly,
+        ).start()
+    except OSError as exc:  # a taken port must not stop ingestion
+        log.error("could not serve the clickhouse http interface", port=settings.worker_http_port, error=str(exc))
+        return None
+    log.info(
+        "clickhouse http interface served",
+        url=f"http://{settings.worker_http_host}:{server.port}",
+        readonly=settings.worker_http_readonly,
+    )
+    return server
+
+
 def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
     """Consume until SIGTERM/SIGINT, then flush buffered batches, commit and exit."""
     check_schema(settings, apply_migrations)
     ensure_topics(settings)
     writer = BatchWriter(settings, ClickHouseSink(settings))
+    http = serve_embedded(settings)
     if settings.worker_metrics_port:
         writer.metrics.serve(settings.worker_metrics_port)
         log.info("prometheus metrics served", port=settings.worker_metrics_port)
@@ -43,6 +69,8 @@ def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
     try:
         worker.execute_from_commandline()
     finally:
+        if http is not None:
+            http.stop()
         writer.close()
         log.info(
             "worker stopped",

@@ -47,3 +47,9 @@ def test_invalid_values_are_refused_with_the_field_name() -> None:
         Settings(_env_file=None, flush_interval_s=0)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="clickhouse_database"):
         Settings(_env_file=None, clickhouse_database="drop table;")  # type: ignore[call-arg]
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    undocumented = [name for name in Settings.model_fields if f"`RUNSTREAM_{name.upper()}`" not in readme]
+    assert undocumented == []

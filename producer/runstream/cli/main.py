@@ -87,7 +87,9 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from runstream_worker.chdb_http import ChdbHttpServer
     from runstream_worker.clickhouse import embedded_path
 
-    server = ChdbHttpServer(embedded_path(settings.clickhouse_url), host=args.host, port=args.port)
+    server = ChdbHttpServer(
+        embedded_path(settings.clickhouse_url), host=args.host, port=args.port, readonly=args.readonly
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.serve_forever(
         on_ready=lambda: print(f"serving {settings.clickhouse_url} on http://{args.host}:{server.port}", flush=True)
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8123, help="port to listen on (default 8123; 0 picks one)")
+    serve.add_argument("--readonly", action="store_true", help="refuse writes and DDL (readonly = 2)")
     serve.set_defaults(func=_cmd_serve)
     sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
     schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
