@@ -9,7 +9,7 @@ CACHE := .cache
 CHECK_JSONSCHEMA := check-jsonschema==0.39.0
 COMPOSE_SCHEMA := $(CACHE)/compose-spec.json
 
-.PHONY: venv demo test lint bench kafka-fetch kafka-up kafka-down schemas clean
+.PHONY: venv demo test lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
 
 venv: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ bench: venv kafka-up
 
 schemas: venv
 	$(BIN)/runstream schemas
+
+# Regenerates deploy/grafana/dashboards/{team,admin}/*.json from stream/runstream_worker/dashboards.
+dashboards: venv
+	$(BIN)/runstream dashboards
 
 clean:
 	-deploy/kafka/kafka.sh down

@@ -6,8 +6,13 @@
 
 Module-level shortcuts act on the run most recently started with ``init()``:
 ``runstream.log``, ``runstream.log_params``, ``runstream.set_tags``, ``runstream.finish``,
-``runstream.active_run``.
+``runstream.active_run``. Notebooks read runs back with ``runstream.query`` (the ``notebook``
+extra), imported on first use so training jobs never load pandas.
 """
+
+from __future__ import annotations
+
+from types import ModuleType
 
 from runstream._distributed import Distributed
 from runstream._version import __version__
@@ -28,3 +33,11 @@ __all__ = [
     "log_params",
     "set_tags",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name == "query":
+        import importlib
+
+        return importlib.import_module("runstream.query")
+    raise AttributeError(f"module 'runstream' has no attribute {name!r}")

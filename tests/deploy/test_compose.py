@@ -71,4 +71,7 @@ def test_grafana_provisioning_files_are_well_formed() -> None:
     assert ds["jsonData"]["protocol"] == "http" and ds["jsonData"]["defaultDatabase"] == "runstream"
     assert ds["secureJsonData"]["password"].startswith("${")
     providers = yaml.safe_load((root / "dashboards" / "runstream.yaml").read_text())["providers"]
-    assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert [(p["orgId"], p["options"]["path"]) for p in providers] == [
+        (1, "/var/lib/grafana/dashboards/team"),
+        (1, "/var/lib/grafana/dashboards/admin"),
+    ]

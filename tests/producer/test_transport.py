@@ -106,7 +106,9 @@ def test_memory_stays_bounded_when_the_point_buffer_is_full(settings: Settings) 
     transport = run._transport
     assert transport is not None
     transport._wake.clear()
-    # Keep the sender thread from packing: everything beyond 1,000 points is dropped, not queued.
+    # The sender thread is stuck sending the run's start (after packing it), and kept from packing
+    # afterwards: everything beyond 1,000 points is dropped, not queued.
+    assert sender.entered.wait(10)
     with transport_paused(transport):
         for step in range(300):
             run.log({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}, step=step)

@@ -54,6 +54,31 @@ def _cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from runstream_worker import dashboards
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "grafana_foundation_sdk":
+            raise MissingExtraError("grafana", exc.name) from exc
+        raise
+
+    out_dir = Path(args.out)
+    if args.check:
+        stale = dashboards.differences(out_dir)
+        for path in stale:
+            print(f"{out_dir / path} differs from the generator: run `runstream dashboards`", file=sys.stderr)
+        if not stale:
+            print(f"dashboards in {out_dir} are up to date")
+        return 1 if stale else 0
+    changed = dashboards.write(out_dir)
+    print(
+        f"wrote {len(changed)} dashboard file(s) in {out_dir}" if changed else f"dashboards in {out_dir} are up to date"
+    )
+    return 0
+
+
 def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -98,6 +123,21 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_teams_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from runstream_worker.teams.sync import run_cli
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"grafana_client", "yaml", "niquests"}:
+            raise MissingExtraError("grafana", exc.name) from exc
+        raise
+    secrets = Path(args.secrets) if args.secrets else None
+    return run_cli(
+        settings, Path(args.teams_yaml), secrets_file=secrets, dry_run=args.dry_run, dashboards=Path(args.dashboards)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,10 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8123, help="port to listen on (default 8123; 0 picks one)")
     serve.add_argument("--readonly", action="store_true", help="refuse writes and DDL (readonly = 2)")
     serve.set_defaults(func=_cmd_serve)
+    teams = sub.add_parser("teams", help="per-team isolation in ClickHouse and Grafana")
+    teams_sub = teams.add_subparsers(dest="teams_command", required=True)
+    teams_sync = teams_sub.add_parser(
+        "sync", help="create or update each team's ClickHouse user, row policies and Grafana organization"
+    )
+    teams_sync.add_argument("teams_yaml", metavar="TEAMS_YAML", help="the teams file (see deploy/teams.example.yaml)")
+    teams_sync.add_argument("--secrets", metavar="FILE", help="YAML or .env file with the teams' ClickHouse passwords")
+    teams_sync.add_argument("--dry-run", action="store_true", help="print the plan (and SQL) without changing anything")
+    teams_sync.add_argument(
+        "--dashboards", metavar="DIR", default="deploy/grafana/dashboards", help="folder with team/ and admin/ JSON"
+    )
+    teams_sync.set_defaults(func=_cmd_teams_sync)
     sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
     schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
     schemas.set_defaults(func=_cmd_schemas)
+    boards = sub.add_parser("dashboards", help="write the Grafana dashboards generated from code")
+    boards.add_argument("--check", action="store_true", help="fail, listing the files, if any differs from the code")
+    boards.add_argument("--out", default="deploy/grafana/dashboards", help="output directory (default: %(default)s)")
+    boards.set_defaults(func=_cmd_dashboards)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""One clickhouse-connect client per ClickHouse target, shared by every read in the process.
+
+With the embedded engine (``chdb:///path``) only one process may open a path: while a worker runs,
+read through the ClickHouse HTTP endpoint it serves (``http://127.0.0.1:8123``, or ``runstream
+serve``); open the ``chdb://`` path directly only when nothing else has it open.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from runstream._log import get_logger
+from runstream.errors import CommError
+from runstream.query._deps import require
+from runstream.settings import Settings
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+log = get_logger(__name__)
+
+_Target = tuple[str, str, str, str]
+
+_clients: dict[_Target, Client] = {}
+_lock = threading.Lock()
+
+EMBEDDED_BUSY_HINT = (
+    "the embedded store {path} is open in another process (a running worker?); only one process may "
+    "open it. Read through the worker's ClickHouse HTTP endpoint instead: "
+    "Settings(clickhouse_url='http://127.0.0.1:8123') or RUNSTREAM_CLICKHOUSE_URL=http://127.0.0.1:8123"
+)
+
+
+def _target(settings: Settings) -> _Target:
+    return (
+        settings.clickhouse_url,
+        settings.clickhouse_database,
+        settings.clickhouse_user,
+        settings.clickhouse_password.get_secret_value(),
+    )
+
+
+def open_client(settings: Settings) -> Client:
+    """A new client for ``settings``, with errors that say what to do."""
+    require("clickhouse_connect")  # names the notebook extra when it is missing
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from runstream._clickhouse import connect, embedded_path, is_embedded
+
+    try:
+        return connect(settings)
+    except ClickHouseError as exc:
+        url = settings.clickhouse_url
+        if is_embedded(url) and "Unable to open the chdb engine" in str(exc):
+            raise CommError(EMBEDDED_BUSY_HINT.format(path=embedded_path(url))) from exc
+        raise CommError(f"cannot query ClickHouse at {url} (database {settings.clickhouse_database}): {exc}") from exc
+
+
+def shared_client(settings: Settings | None = None) -> Client:
+    """The process's client for ``settings`` (default: ``Settings()`` from ``RUNSTREAM_*``), opened once."""
+    settings = settings if settings is not None else Settings()
+    target = _target(settings)
+    with _lock:
+        client = _clients.get(target)
+        if client is None:
+            client = open_client(settings)
+            _clients[target] = client
+            log.debug("clickhouse client opened", url=settings.clickhouse_url)
+        return client
+
+
+def close_all() -> None:
+    """Close every shared client (an embedded path is released for other processes)."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()

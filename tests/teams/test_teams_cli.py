@@ -1,0 +1,121 @@
+"""``runstream teams sync`` run as a user runs it; every refusal happens before any request is made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.teams.conftest import write_dashboards
+from tests.teams.grafana_double import GrafanaState, grafana_double
+from tests.test_cli import runstream
+
+TEAMS_YAML = """
+teams:
+  - name: vision
+    display_name: Vision
+    members: [{login: ada, role: Editor}]
+  - name: nlp
+    display_name: NLP
+"""
+
+
+@pytest.fixture
+def grafana() -> Iterator[tuple[str, GrafanaState]]:
+    with grafana_double() as (url, state):
+        state.add_user("ada", "ada@example.com")
+        yield url, state
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An embedded database migrated by the command itself (its own process holds the path)."""
+    url = f"chdb://{tmp_path_factory.mktemp('cli') / 'clickhouse'}"
+    result = runstream("migrate", env={"RUNSTREAM_CLICKHOUSE_URL": url})
+    assert result.returncode == 0, result.stderr
+    return url
+
+
+def environment(grafana_url: str, clickhouse_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "RUNSTREAM_CLICKHOUSE_URL": clickhouse_url,
+        "RUNSTREAM_GRAFANA_URL": grafana_url,
+        "RUNSTREAM_GRAFANA_PASSWORD": "grafana-secret",
+        "RUNSTREAM_GRAFANA_CLICKHOUSE_URL": "http://clickhouse:8123",
+        "RUNSTREAM_TEAM_VISION_CLICKHOUSE_PASSWORD": "vision-pw",
+        **extra,
+    }
+
+
+def test_dry_run_prints_the_plan_and_sql_without_writing(
+    grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
+) -> None:
+    url, state = grafana
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML)
+    (tmp_path / "secrets.env").write_text("RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD=nlp-pw\n")
+    write_dashboards(tmp_path / "dashboards")
+    result = runstream(
+        "teams",
+        "sync",
+        str(tmp_path / "teams.yaml"),
+        "--secrets",
+        str(tmp_path / "secrets.env"),
+        "--dashboards",
+        str(tmp_path / "dashboards"),
+        "--dry-run",
+        env=environment(url, schema),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "apply     clickhouse user team_nlp: password, profile, row policy team = 'nlp' on 10 table(s), " in (
+        "\n".join(lines)
+    )
+    assert "create    grafana    organization Vision in Vision" in lines
+    assert "create    grafana    member ada in Vision (Editor)" in lines
+    assert "create    grafana    datasource runstream-clickhouse in NLP (user team_nlp)" in lines
+    pipeline = "dashboard runstream-pipeline (Pipeline health) in main organization (runstream-pipeline.json)"
+    assert f"create    grafana    {pipeline}" in lines
+    assert lines[-1] == "dry run: nothing was changed"
+    assert "vision-pw" not in result.stdout and "nlp-pw" not in result.stdout
+    assert state.writes() == []
+
+
+def test_real_sync_on_the_embedded_engine_is_refused_before_any_request(
+    grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
+) -> None:
+    url, state = grafana
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML)
+    result = runstream(
+        "teams",
+        "sync",
+        str(tmp_path / "teams.yaml"),
+        env=environment(url, schema, RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD="nlp-pw"),
+    )
+    assert result.returncode == 1
+    assert "per-team ClickHouse users need a ClickHouse server" in result.stderr
+    assert state.requests == []
+
+
+def test_missing_secrets_are_named_and_nothing_is_requested(
+    grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
+) -> None:
+    url, state = grafana
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML)
+    result = runstream("teams", "sync", str(tmp_path / "teams.yaml"), "--dry-run", env=environment(url, schema))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "missing secrets, set them in the environment (or a --secrets file): RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD"
+    )
+    assert state.requests == []
+
+
+def test_invalid_teams_file_names_the_field_and_nothing_is_requested(
+    grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
+) -> None:
+    url, state = grafana
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML.replace("role: Editor", "role: Owner"))
+    result = runstream("teams", "sync", str(tmp_path / "teams.yaml"), env=environment(url, schema))
+    assert result.returncode == 1
+    assert "teams[0].members[0].role: Input should be 'Viewer', 'Editor' or 'Admin'" in result.stderr
+    assert state.requests == []
