@@ -1,31 +1,43 @@
 # runstream developer entry points. Fresh machine: `make demo` runs the demo, `make test` the tests.
+# Every Python package comes from uv.lock (exact versions and hashes); `make lock` refreshes it.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := .cache
-# The compose specification's JSON Schema, as vendored (with its licence) by check-jsonschema.
-# Only the data file is taken: check-jsonschema's own click pin conflicts with faust-streaming's.
-CHECK_JSONSCHEMA := check-jsonschema==0.39.0
-COMPOSE_SCHEMA := $(CACHE)/compose-spec.json
+# uv itself is bootstrapped from a hash-pinned requirements file (the same version as in uv.lock).
+UV_HOME := $(CACHE)/uv
+UV := $(UV_HOME)/bin/uv
+# The machine's Python, never one uv would download.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+# The test and demo environment; bench adds the peers measured against (wandb, mlflow).
+EXTRAS := --extra stream --extra dev --extra grafana --extra notebook
+BENCH_VENV := .venv-bench
+BENCH_EXTRAS := --extra stream --extra bench
 
-.PHONY: venv demo test lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
+.PHONY: venv bench-venv lock demo test lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
+
+$(UV): tools/uv.requirements.txt
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes -r $<
+	touch $@
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[stream,dev,grafana,notebook]"
+# --locked: fail, rather than re-resolve, when pyproject.toml and uv.lock disagree.
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked $(EXTRAS)
 	touch $@
 
-$(COMPOSE_SCHEMA): | venv
-	mkdir -p $(CACHE)/wheels
-	$(BIN)/pip download -q --no-deps --only-binary=:all: -d $(CACHE)/wheels $(CHECK_JSONSCHEMA)
-	$(BIN)/python -c "import glob, sys, zipfile; \
-	  z = zipfile.ZipFile(glob.glob('$(CACHE)/wheels/check_jsonschema-*.whl')[0]); \
-	  sys.stdout.buffer.write(z.read('check_jsonschema/builtin_schemas/vendor/compose-spec.json'))" > $@.tmp
-	mv $@.tmp $@
+bench-venv: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --locked $(BENCH_EXTRAS)
+	touch $@
+
+lock: $(UV)
+	$(UV) lock
 
 kafka-fetch:
 	deploy/kafka/kafka.sh fetch
@@ -39,7 +51,7 @@ kafka-down:
 demo: venv kafka-up
 	$(BIN)/runstream demo
 
-test: venv kafka-fetch $(COMPOSE_SCHEMA)
+test: venv kafka-fetch
 	$(BIN)/pytest
 
 lint: venv
@@ -47,8 +59,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: venv kafka-up
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+bench: bench-venv kafka-up
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(BENCH_VENV)/bin/python $$b; done
 
 schemas: venv
 	$(BIN)/runstream schemas
@@ -59,4 +71,4 @@ dashboards: venv
 
 clean:
 	-deploy/kafka/kafka.sh down
-	rm -rf $(VENV) $(CACHE) .runstream deploy/kafka/.run
+	rm -rf $(VENV) $(BENCH_VENV) $(CACHE) .runstream deploy/kafka/.run

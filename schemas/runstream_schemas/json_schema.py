@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,24 @@ from runstream_schemas.events import SCHEMA_VERSION, Event
 JSON_DIR = Path(__file__).parent / "json"
 
 
+def _clean_descriptions(node: Any) -> Any:
+    """Docstrings as ``inspect.cleandoc`` gives them: msgspec releases differ in how they indent them."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
+
+
 def event_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of one event record."""
     (schema,), components = msgspec.json.schema_components([Event], ref_template="#/$defs/{name}")
+    schema, components = _clean_descriptions(schema), _clean_descriptions(components)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://runstream.dev/schemas/v{SCHEMA_VERSION}/event.json",

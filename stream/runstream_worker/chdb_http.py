@@ -122,7 +122,7 @@ class ChdbEngine:
         import chdb
 
         os.makedirs(path, exist_ok=True)
-        self._conn = chdb.connect(path)  # type: ignore[no-untyped-call]
+        self._conn = chdb.connect(path)
         self._lock = threading.Lock()
         self.readonly = readonly
         if readonly:

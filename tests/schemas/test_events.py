@@ -102,3 +102,17 @@ def test_json_schema_is_valid_and_accepts_real_events_and_rejects_bad_ones() -> 
         validator.validate(
             {"type": "run_end", "run": msgspec.to_builtins(INFO), "status": "exploded", "ended_at_ms": 1}
         )
+
+
+def test_schema_descriptions_are_cleaned_whatever_the_docstring_indentation() -> None:
+    """msgspec 0.22 keeps a docstring's indentation and 0.23 strips it; the export must not care."""
+    indented = {
+        "description": "First line.\n    Second line,\n      indented more.",
+        "properties": {"a": {"description": "\n    Only indented.\n"}},
+        "anyOf": [{"description": "plain"}, {"title": "no description"}],
+    }
+    assert json_schema._clean_descriptions(indented) == {
+        "description": "First line.\nSecond line,\n  indented more.",
+        "properties": {"a": {"description": "Only indented."}},
+        "anyOf": [{"description": "plain"}, {"title": "no description"}],
+    }
