@@ -13,6 +13,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from runstream._endpoint_credentials import client_credentials
 from runstream.errors import UsageError
 from runstream.settings import Settings
 
@@ -36,10 +37,7 @@ def connect(settings: Settings, *, with_database: bool = True, **kwargs: Any) ->
     database = settings.clickhouse_database if with_database else None
     if is_embedded(settings.clickhouse_url):
         return clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=database, **kwargs)
+    username, password = client_credentials(settings)
     return clickhouse_connect.get_client(
-        dsn=settings.clickhouse_url,
-        database=database or "default",
-        username=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-        **kwargs,
+        dsn=settings.clickhouse_url, database=database or "default", username=username, password=password, **kwargs
     )

@@ -21,6 +21,10 @@ def _default_runs_dir() -> Path:
     return Path.home() / ".runstream" / "runs"
 
 
+def _default_state_dir() -> Path:
+    return Path.home() / ".runstream"
+
+
 Mode = Literal["online", "offline", "disabled"]
 
 
@@ -147,8 +151,76 @@ class Settings(BaseSettings):
     (RUNSTREAM_WORKER_HTTP_HOST)."""
 
     worker_http_readonly: bool = True
-    """Whether that interface refuses writes and DDL (ClickHouse ``readonly = 2``: settings may still
-    be changed per query) (RUNSTREAM_WORKER_HTTP_READONLY)."""
+    """Whether that interface serves single read statements only (SELECT, SHOW, DESCRIBE, EXISTS,
+    EXPLAIN); ``false`` also allows INSERT and DDL (RUNSTREAM_WORKER_HTTP_READONLY)."""
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    """runstream's own state, e.g. the generated password of the ClickHouse HTTP endpoint; kept
+    0700 (RUNSTREAM_STATE_DIR)."""
+
+    http_user: str = Field(default="runstream", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    """User of the embedded engine's ClickHouse HTTP endpoint (the worker's, or ``runstream serve``);
+    its clients sign in with it as with ClickHouse: basic auth or ``X-ClickHouse-User`` /
+    ``X-ClickHouse-Key`` (RUNSTREAM_HTTP_USER)."""
+
+    http_password: SecretStr = SecretStr("")
+    """Password of that user (RUNSTREAM_HTTP_PASSWORD). Unset on a loopback address: one is generated
+    at the first start and kept 0600 in ``<state_dir>/http_password``, where local clients read it.
+    Unset on any other address: the endpoint refuses to start."""
+
+    http_max_execution_time: float = Field(default=60.0, gt=0)
+    """Longest run of one query on the endpoint, seconds (ClickHouse ``max_execution_time``; a client
+    may ask for less, never more) (RUNSTREAM_HTTP_MAX_EXECUTION_TIME)."""
+
+    http_max_memory_usage: int = Field(default=4 * 1024**3, gt=0)
+    """Memory one query on the endpoint may use, bytes (ClickHouse ``max_memory_usage``)
+    (RUNSTREAM_HTTP_MAX_MEMORY_USAGE)."""
+
+    http_max_result_bytes: int = Field(default=1024**3, gt=0)
+    """Largest result of one query, bytes before compression (ClickHouse ``max_result_bytes``)
+    (RUNSTREAM_HTTP_MAX_RESULT_BYTES)."""
+
+    http_max_result_rows: int = Field(default=100_000_000, gt=0)
+    """Most rows in the result of one query (ClickHouse ``max_result_rows``) (RUNSTREAM_HTTP_MAX_RESULT_ROWS)."""
+
+    http_max_query_size: int = Field(default=256 * 1024, ge=1024)
+    """Longest query text, bytes (ClickHouse ``max_query_size``) (RUNSTREAM_HTTP_MAX_QUERY_SIZE)."""
+
+    http_max_body_bytes: int = Field(default=256 * 1024**2, ge=1024)
+    """Largest request body as sent, bytes; INSERT data on a writable endpoint is the only large body
+    (RUNSTREAM_HTTP_MAX_BODY_BYTES)."""
+
+    http_max_decompressed_bytes: int = Field(default=1024**3, ge=1024)
+    """Largest request body once decompressed, bytes (RUNSTREAM_HTTP_MAX_DECOMPRESSED_BYTES)."""
+
+    http_headers_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send the request line and headers (RUNSTREAM_HTTP_HEADERS_TIMEOUT)."""
+
+    http_receive_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one read of the request body may wait (ClickHouse ``http_receive_timeout``)
+    (RUNSTREAM_HTTP_RECEIVE_TIMEOUT)."""
+
+    http_send_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one write of the response may wait (ClickHouse ``http_send_timeout``)
+    (RUNSTREAM_HTTP_SEND_TIMEOUT)."""
+
+    http_max_connections: int = Field(default=64, ge=1)
+    """Open connections the endpoint keeps at once; more are answered 503 and closed (ClickHouse
+    ``max_connections``) (RUNSTREAM_HTTP_MAX_CONNECTIONS)."""
+
+    http_max_concurrent_queries: int = Field(default=8, ge=1)
+    """Queries the endpoint runs at once; more get ``Code: 202`` (ClickHouse ``max_concurrent_queries``)
+    (RUNSTREAM_HTTP_MAX_CONCURRENT_QUERIES)."""
+
+    http_allowed_hosts: str = ""
+    """Comma-separated host names the endpoint answers to besides ``localhost`` and IP addresses, as
+    sent in the ``Host`` header (a guard against DNS rebinding), e.g. ``worker.internal``
+    (RUNSTREAM_HTTP_ALLOWED_HOSTS)."""
+
+    http_allowed_origins: str = ""
+    """Comma-separated web origins allowed to call the endpoint from a browser, e.g.
+    ``https://grafana.example``; requests from any other origin are refused
+    (RUNSTREAM_HTTP_ALLOWED_ORIGINS)."""
 
     grafana_url: str = "http://127.0.0.1:3000"
     """Grafana that ``runstream teams sync`` manages (RUNSTREAM_GRAFANA_URL)."""

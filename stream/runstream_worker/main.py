@@ -8,8 +8,9 @@ from runstream._log import get_logger
 from runstream.errors import RunstreamError
 from runstream.settings import Settings
 from runstream_worker.app import create_app
-from runstream_worker.chdb_http import ChdbHttpServer
 from runstream_worker.clickhouse import embedded_path, is_embedded
+from runstream_worker.endpoint.config import EndpointConfig
+from runstream_worker.endpoint.server import EndpointServer, serve_summary
 from runstream_worker.migrate import migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from runstream_worker.topics import ensure_topics
@@ -28,26 +29,27 @@ def check_schema(settings: Settings, apply: bool) -> None:
         )
 
 
-def serve_embedded(settings: Settings) -> ChdbHttpServer | None:
+def serve_embedded(settings: Settings) -> EndpointServer | None:
     """With the embedded engine, serve it over HTTP: this process owns the path, so Grafana,
-    notebooks and SQL clients can only reach the data through it while the worker runs."""
+    notebooks and SQL clients can only reach the data through it while the worker runs.
+
+    A non-loopback address without a password stops the worker (``UsageError``); a taken port
+    does not: ingestion matters more, and the error is logged."""
     if not settings.worker_http_port or not is_embedded(settings.clickhouse_url):
         return None
+    config = EndpointConfig.from_settings(
+        settings,
+        path=embedded_path(settings.clickhouse_url),
+        host=settings.worker_http_host,
+        port=settings.worker_http_port,
+        writable=not settings.worker_http_readonly,
+    )
     try:
-        server = ChdbHttpServer(
-            embedded_path(settings.clickhouse_url),
-            host=settings.worker_http_host,
-            port=settings.worker_http_port,
-            readonly=settings.worker_http_readonly,
-        ).start()
-    except OSError as exc:  # a taken port must not stop ingestion
+        server = EndpointServer(config).start()
+    except OSError as exc:
         log.error("could not serve the clickhouse http interface", port=settings.worker_http_port, error=str(exc))
         return None
-    log.info(
-        "clickhouse http interface served",
-        url=f"http://{settings.worker_http_host}:{server.port}",
-        readonly=settings.worker_http_readonly,
-    )
+    log.info(serve_summary(server))
     return server
 
 

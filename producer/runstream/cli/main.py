@@ -109,16 +109,16 @@ def _cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
-    from runstream_worker.chdb_http import ChdbHttpServer
     from runstream_worker.clickhouse import embedded_path
+    from runstream_worker.endpoint.config import EndpointConfig
+    from runstream_worker.endpoint.server import EndpointServer, serve_summary
 
-    server = ChdbHttpServer(
-        embedded_path(settings.clickhouse_url), host=args.host, port=args.port, readonly=args.readonly
+    config = EndpointConfig.from_settings(
+        settings, path=embedded_path(settings.clickhouse_url), host=args.host, port=args.port, writable=args.writable
     )
+    server = EndpointServer(config)
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
-    server.serve_forever(
-        on_ready=lambda: print(f"serving {settings.clickhouse_url} on http://{args.host}:{server.port}", flush=True)
-    )
+    server.serve_forever(on_ready=lambda: print(serve_summary(server), flush=True))
     server.stop()
     return 0
 
@@ -152,10 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("paths", nargs="*", help="run or spool directories (default: RUNSTREAM_RUNS_DIR)")
     sync.add_argument("--force", action="store_true", help="send spools already marked synced again")
     sync.set_defaults(func=_cmd_sync)
-    serve = sub.add_parser("serve", help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface, read-only by default",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8123, help="port to listen on (default 8123; 0 picks one)")
-    serve.add_argument("--readonly", action="store_true", help="refuse writes and DDL (readonly = 2)")
+    serve.add_argument(
+        "--writable", action="store_true", help="also allow INSERT and DDL (for workers writing through it)"
+    )
     serve.set_defaults(func=_cmd_serve)
     teams = sub.add_parser("teams", help="per-team isolation in ClickHouse and Grafana")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from runstream._endpoint_credentials import client_credentials
 from runstream._log import get_logger
 from runstream.errors import CommError
 from runstream.query._deps import require
@@ -33,12 +34,7 @@ EMBEDDED_BUSY_HINT = (
 
 
 def _target(settings: Settings) -> _Target:
-    return (
-        settings.clickhouse_url,
-        settings.clickhouse_database,
-        settings.clickhouse_user,
-        settings.clickhouse_password.get_secret_value(),
-    )
+    return (settings.clickhouse_url, settings.clickhouse_database, *client_credentials(settings))
 
 
 def open_client(settings: Settings) -> Client:
