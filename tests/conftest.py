@@ -3,7 +3,12 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.pipeline", "tests.fixtures.endpoint", "tests.fixtures.clients"]
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.pipeline",
+    "tests.fixtures.endpoint",
+    "tests.fixtures.clients",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")

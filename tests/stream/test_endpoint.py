@@ -19,7 +19,6 @@ from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint
 
 
-
 @pytest.fixture
 def served(endpoint_factory: Callable[..., Endpoint]) -> Settings:
     """Client settings for a writable endpoint, as several workers would share it."""
