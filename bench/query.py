@@ -9,6 +9,10 @@ then times (median of 5):
 - ``overlay_ms``: the loss curves of 10 runs, each downsampled to at most 1,000 points (from the
   step-bucket rollup, at the finest level that fits).
 
+The same two queries are also timed through the embedded engine's ClickHouse HTTP endpoint (what
+Grafana and notebooks use while a worker runs), with its sign-in, parser checks, per-request
+session and limits: ``endpoint_run_table_ms`` and ``endpoint_overlay_ms``.
+
 MLflow (sqlite store) gets the same 1,000 runs, params and metrics, with full-length histories for
 the 10 overlay runs and ``--mlflow-steps`` steps for the others (loading 50 million points into
 MLflow would take hours). ``search_runs`` depends on run count and latest values, not on history
@@ -149,6 +153,21 @@ def time_runstream(settings: Settings, runs: int, steps: int, overlay: list[str]
         client.close()
 
 
+def time_endpoint(settings: Settings, path: Path, runs: int, steps: int, overlay: list[str]) -> dict[str, Any]:
+    """The same queries through the HTTP endpoint, as clickhouse-connect reaches it."""
+    from runstream_worker.endpoint.config import EndpointConfig
+    from runstream_worker.endpoint.server import EndpointServer
+
+    config = EndpointConfig.from_settings(settings, path=str(path), host="127.0.0.1", port=0, writable=False)
+    server = EndpointServer(config).start()
+    try:
+        client_settings = settings.model_copy(update={"clickhouse_url": server.url})
+        figures = time_runstream(client_settings, runs, steps, overlay)
+        return {"endpoint_run_table_ms": figures["run_table_ms"], "endpoint_overlay_ms": figures["overlay_ms"]}
+    finally:
+        server.stop()
+
+
 def time_mlflow(
     workdir: Path, runs: int, steps: int, other_steps: int, overlay: set[str], console: Console
 ) -> dict[str, Any]:
@@ -213,11 +232,14 @@ def main() -> None:
     figures: dict[str, Any] = {"bench": "query", "runs": args.runs, "metrics": len(METRICS), "steps": args.steps}
     with tempfile.TemporaryDirectory(prefix="runstream-bench-query-") as tmp:
         workdir = Path(tmp)
-        settings = Settings().model_copy(update={"clickhouse_url": f"chdb://{workdir / 'clickhouse'}"})
+        settings = Settings().model_copy(
+            update={"clickhouse_url": f"chdb://{workdir / 'clickhouse'}", "state_dir": workdir / "state"}
+        )
         started = time.perf_counter()
         load_runstream(settings, args.runs, args.steps, console)
         figures["load_seconds"] = round(time.perf_counter() - started, 1)
         figures.update(time_runstream(settings, args.runs, args.steps, overlay))
+        figures.update(time_endpoint(settings, workdir / "clickhouse", args.runs, args.steps, overlay))
         figures.update(time_mlflow(workdir, args.runs, args.steps, args.mlflow_steps, set(overlay), console))
     for ours, theirs in (("run_table_ms", "mlflow_run_table_ms"), ("overlay_ms", "mlflow_overlay_ms")):
         figures[f"{ours.removesuffix('_ms')}_speedup_vs_mlflow"] = (
@@ -225,7 +247,8 @@ def main() -> None:
         )
     console.print(
         f"run table {figures['run_table_ms']} ms (MLflow {figures['mlflow_run_table_ms']} ms); "
-        f"10-curve overlay {figures['overlay_ms']} ms (MLflow {figures['mlflow_overlay_ms']} ms)"
+        f"10-curve overlay {figures['overlay_ms']} ms (MLflow {figures['mlflow_overlay_ms']} ms); "
+        f"through the HTTP endpoint {figures['endpoint_run_table_ms']} ms and {figures['endpoint_overlay_ms']} ms"
     )
     print(json.dumps(figures))
 

@@ -134,18 +134,18 @@ class Session:
             self._handle.query(f"USE {quote_identifier(database)}", "TabSeparated")
         except Exception as exc:
             raise EndpointError.from_engine(exc) from exc
-        for name, value in settings.items():
-            try:
-                self._handle.query(f"SET {name} = {format_str(value)}", "TabSeparated")
-            except Exception as exc:
-                raise EndpointError.from_engine(exc) from exc
-        # chDB's Python() table function reads the process's own objects: never for a client.
-        self._handle.query("SET allow_python_table_function = 0", "TabSeparated")
+        # One SET for all of them (one engine call): the request's settings, then chDB's Python()
+        # table function off (it reads the process's own objects), then readonly last. 1: the query
+        # can neither write nor change a setting, and the engine refuses table functions. 2:
+        # settings stay changeable, as clients of a writable endpoint (clickhouse-connect) want.
+        changes = [f"{name} = {format_str(value)}" for name, value in settings.items()]
+        changes.append("allow_python_table_function = 0")
         if readonly:
-            # Last, after the request's own settings. 1: the query can neither write nor change a
-            # setting, and the engine refuses table functions. 2: settings stay changeable, as
-            # clients of a writable endpoint (clickhouse-connect) want to see them.
-            self._handle.query(f"SET readonly = {int(readonly)}", "TabSeparated")
+            changes.append(f"readonly = {int(readonly)}")
+        try:
+            self._handle.query("SET " + ", ".join(changes), "TabSeparated")
+        except Exception as exc:
+            raise EndpointError.from_engine(exc) from exc
 
     def _error(self, exc: BaseException) -> EndpointError:
         error = EndpointError.from_engine(exc)

@@ -363,6 +363,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "runstream"
+    # Replies go out in several writes (headers, chunks): without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK add about 40 ms to each small reply.
+    disable_nagle_algorithm = True
     endpoint: EndpointServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -20,6 +20,8 @@ its own, so added lines can only cause a refusal, never hide a real node.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -121,6 +123,8 @@ SAFE_SYSTEM_TABLES = frozenset(
 SYSTEM_DATABASES = frozenset({"system"})
 CATALOG_DATABASES = frozenset({"INFORMATION_SCHEMA", "information_schema"})
 
+CACHED_SQL_BYTES = 16 * 1024
+CACHED_VERDICTS = 512
 _FORMAT_LINE = re.compile(r"^FORMAT (`?[A-Za-z0-9_]+`?)$")
 # One dump line: indentation, node type, then an optional name and annotations.
 _LINE = re.compile(r"^(?P<indent> *)(?P<node>[A-Za-z]+)(?: +(?P<rest>.*))?$")
@@ -174,6 +178,8 @@ class StatementPolicy:
         self._explain_ast = explain_ast
         self._format_query = format_query
         self._table_functions = {name.lower() for name in table_functions}
+        self._cache: OrderedDict[tuple[object, ...], Statement | EndpointError] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def check(
         self, sql: str, *, database: str, allow_writes: bool, params: Mapping[str, str] | None = None
@@ -182,7 +188,30 @@ class StatementPolicy:
 
         ``params`` are the request's query parameters: the engine substitutes them before it builds
         the tree (an ``Identifier`` parameter can name a table), so the tree checked is the one run.
+        Dashboards send the same statements again and again: the verdict on a statement of up to
+        ``CACHED_SQL_BYTES`` is remembered (it depends on nothing but these arguments).
         """
+        key = (sql, tuple(sorted((params or {}).items())), database, allow_writes)
+        if len(sql) > CACHED_SQL_BYTES:
+            return self._check(*key)
+        with self._cache_lock:
+            verdict = self._cache.get(key)
+            if verdict is not None:
+                self._cache.move_to_end(key)
+        if verdict is None:
+            try:
+                verdict = self._check(*key)
+            except EndpointError as exc:
+                verdict = exc
+            with self._cache_lock:
+                self._cache[key] = verdict
+                if len(self._cache) > CACHED_VERDICTS:
+                    self._cache.popitem(last=False)
+        if isinstance(verdict, EndpointError):
+            raise EndpointError(verdict.code, verdict.message, verdict.name)
+        return verdict
+
+    def _check(self, sql: str, params: tuple[tuple[str, str], ...], database: str, allow_writes: bool) -> Statement:
         if not sql.strip():
             raise EndpointError(Code.SYNTAX_ERROR, "Empty query")
         info = self._classify(sql)
@@ -190,7 +219,7 @@ class StatementPolicy:
         query_class = str(getattr(info.get("query_class"), "name", info.get("query_class")))
         if count > 1:
             raise EndpointError(Code.SYNTAX_ERROR, "Multi-statements are not allowed")
-        dump = self._explain_ast(sql, params or {})  # raises the engine's own syntax error for SQL that does not parse
+        dump = self._explain_ast(sql, dict(params))  # raises the engine's own syntax error for SQL that does not parse
         nodes = _nodes(dump)
         if not nodes:
             raise EndpointError(Code.SYNTAX_ERROR, "Empty query")
