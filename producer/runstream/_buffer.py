@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream_schemas.events import MAX_KEY_LEN
+from runstream_schemas.events import MAX_KEY_LEN, control_character
 
 Row = tuple[int, float, tuple[Any, ...], tuple[Any, ...]]
 """(step, time.time(), keys, values) as appended by ``Run.log``."""
@@ -67,7 +67,9 @@ class ColumnPacker:
 
     @staticmethod
     def _keys_ok(keys: tuple[Any, ...]) -> bool:
-        return all(type(k) is str and 0 < len(k) <= MAX_KEY_LEN for k in keys)
+        return all(type(k) is str and 0 < len(k) <= MAX_KEY_LEN for k in keys) and (
+            control_character("".join(keys)) is None
+        )
 
     def _filter_keys(self, keys: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         kept_keys, kept_values = [], []
@@ -79,6 +81,14 @@ class ColumnPacker:
                 self.rejected += 1
                 self._warn_once(
                     "key-length", "metric key empty or too long; point dropped", key=key[:64], limit=MAX_KEY_LEN
+                )
+            elif (char := control_character(key)) is not None:
+                self.rejected += 1
+                self._warn_once(
+                    f"key-control:{key}",
+                    "metric key holds a control character; point dropped",
+                    key=repr(key)[:64],
+                    character=f"U+{ord(char):04X}",
                 )
             else:
                 kept_keys.append(key)

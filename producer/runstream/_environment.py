@@ -1,22 +1,36 @@
-"""Facts about where a run executes: host, user, git commit. Each is best effort and never raises."""
+"""Facts about where a run executes: host, user, git commit. Each is best effort and never raises.
+
+Each is cleaned to what the event schema accepts (no control character, at most ``MAX_NAME_LEN``
+characters), so that an odd ``$USER`` cannot get a run's records refused by the worker.
+"""
 
 from __future__ import annotations
 
 import getpass
+import re
 import socket
 import subprocess
+
+from runstream_schemas.events import CONTROL_CHARACTERS, MAX_NAME_LEN
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def clean(text: str) -> str:
+    """``text`` without control characters, cut to ``MAX_NAME_LEN`` characters."""
+    return _CONTROL.sub("", text)[:MAX_NAME_LEN]
 
 
 def hostname() -> str:
     try:
-        return socket.gethostname()
+        return clean(socket.gethostname())
     except OSError:
         return ""
 
 
 def username() -> str:
     try:
-        return getpass.getuser()
+        return clean(getpass.getuser())
     except (OSError, KeyError):
         return ""
 
@@ -29,4 +43,4 @@ def git_commit(cwd: str | None = None) -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    return clean(out.stdout.strip()) if out.returncode == 0 else ""

@@ -24,6 +24,7 @@ from runstream._transport import DeliveryReport, Identity, RecordSender, Transpo
 from runstream.errors import UsageError
 from runstream.settings import Settings
 from runstream_schemas.events import (
+    MAX_NAME_LEN,
     RUN_ID_PATTERN,
     HardwareBatch,
     Heartbeat,
@@ -32,6 +33,7 @@ from runstream_schemas.events import (
     RunStart,
     RunStatus,
     RunUpdate,
+    control_character,
 )
 
 log = get_logger("runstream.run")
@@ -132,6 +134,26 @@ class Summary(MutableMapping[str, SummaryValue]):
         return f"Summary({self._values!r})"
 
 
+def _check_name(label: str, value: Any) -> None:
+    """A name given to ``init()`` must fit the event schema, or every record of the run would be refused."""
+    if not isinstance(value, str):
+        raise UsageError(f"{label} must be a string, got {value!r}")
+    if len(value) > MAX_NAME_LEN:
+        raise UsageError(f"{label} is {len(value)} characters long; the limit is {MAX_NAME_LEN}")
+    char = control_character(value)
+    if char is not None:
+        raise UsageError(f"{label} {value!r} holds control character U+{ord(char):04X}; names cannot hold any")
+
+
+def _init_tags(tags: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """The tags given to ``init()`` as a mapping; one with a control character is a ``UsageError``."""
+    pairs = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+    for key, value in pairs.items():
+        if control_character(key + value) is not None:
+            raise UsageError(f"tag {key!r}: {value!r} holds a control character; tags cannot hold any")
+    return pairs
+
+
 def _summary_value(value: Any) -> SummaryValue | None:
     if isinstance(value, str):
         return value
@@ -175,6 +197,11 @@ class Run:
         for label, value in (("project", project), ("team", team)):
             if not isinstance(value, str) or not value.strip():
                 raise UsageError(f"{label} must be a non-empty string, got {value!r}")
+        for label, given in (("project", project), ("team", team), ("name", name), ("group", group)):
+            if given is not None:
+                _check_name(label, given)
+        tag_map = _init_tags(tags)
+        self._warned: set[str] = set()
         env = os.environ if environ is None else environ
         self.settings = settings
         self.mode: Mode = mode or settings.mode
@@ -196,17 +223,16 @@ class Run:
             group=group or (state.group if state else ""),
             host=_environment.hostname(),
             git_commit=_environment.git_commit(),
-            tags=dict(tags) if isinstance(tags, Mapping) else {str(t): "" for t in tags},
+            tags=tag_map,
             started_at_ms=state.started_at_ms if state else _now_ms(),
             world_size=self.distributed.world_size,
         )
-        self.params = {key: param_text(value) for key, value in flatten(config or {}, ".")}
+        self.params = self._params(config or {})
         self.summary = Summary(self._send_summary)
         self._next_step = state.last_step + 1 if state else 0
         self._last_step = state.last_step if state else -1
         self._finish_lock = threading.Lock()
         self._finished = self.mode == "disabled"
-        self._warned: set[str] = set()
         self.dropped_points = 0
         self.delivery: DeliveryReport | None = None
         self._transport: Transport | None = None
@@ -383,7 +409,7 @@ class Run:
         if not isinstance(params, Mapping):
             self._warn_once("params-type", "log_params() takes a mapping", got=type(params).__name__)
             return
-        new = {key: param_text(value) for key, value in flatten(params, ".")}
+        new = self._params(params)
         self.params.update(new)
         self._publish_update(params=new)
 
@@ -392,8 +418,24 @@ class Run:
         if not self._lifecycle_call("set_tags"):
             return
         new = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+        for key, value in list(new.items()):
+            if control_character(key + value) is not None:
+                del new[key]
+                self._warn_once(f"tag-control:{key}", "tag holds a control character; ignored", tag=repr(key)[:64])
         self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
         self._publish_update()
+
+    def _params(self, config: Mapping[str, Any]) -> dict[str, str]:
+        """Flattened params as text; a key with a control character is dropped with one warning."""
+        params = {}
+        for key, value in flatten(config, "."):
+            if control_character(key) is not None:
+                self._warn_once(
+                    f"param-control:{key}", "param key holds a control character; ignored", key=repr(key)[:64]
+                )
+                continue
+            params[key] = param_text(value)
+        return params
 
     def _send_summary(self, values: dict[str, SummaryValue]) -> None:
         if self._lifecycle_call("summary"):

@@ -8,6 +8,7 @@ columns to ClickHouse without touching individual points in Python.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Final
 
 import msgspec
@@ -19,15 +20,59 @@ MAX_NAME_LEN: Final = 256
 MAX_KEY_LEN: Final = 256
 MAX_POINTS_PER_BATCH: Final = 100_000
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
-OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LEN)]
+# Names that label things (team, project, run name, group, user, host, metric, param and tag keys,
+# tag values, hardware keys and devices) hold no control character: C0 (U+0000-U+001F), DEL
+# (U+007F) or C1 (U+0080-U+009F). Anything else, quotes and backslashes included, is allowed; the
+# dashboards never put a name into SQL as it is. The pattern ends in ``(?!\n)`` because Python's
+# ``$`` also matches just before a final line break, which would let that one through.
+CONTROL_CHARACTERS: Final = r"\x00-\x1f\x7f-\x9f"
+NO_CONTROL_PATTERN: Final = rf"^[^{CONTROL_CHARACTERS}]*$(?!\n)"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+_ASCII_CONTROL = bytes([*range(0x20), 0x7F])
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
+OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
+# Param keys, tag keys and tag values: no length bound, no control character.
+Label = Annotated[str, msgspec.Meta(pattern=NO_CONTROL_PATTERN)]
 RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"
 RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)]
-MetricKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN)]
+# Keys and devices of point batches repeat: they are checked once per distinct value, in the batch's
+# __post_init__, rather than by a pattern on every element (5x slower to decode); the pattern
+# still documents the bound in the JSON Schema.
+MetricKey = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN, extra_json_schema={"pattern": NO_CONTROL_PATTERN}),
+]
+Device = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": NO_CONTROL_PATTERN})]
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 PRODUCER_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{0,64}$"
 ProducerId = Annotated[str, msgspec.Meta(pattern=PRODUCER_ID_PATTERN)]
 Rank = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in ``text``, or None."""
+    found = _CONTROL.search(text)
+    return found.group() if found else None
+
+
+def _check_labels(what: str, values: list[str]) -> None:
+    """Raise ValueError naming the first of ``values`` that holds a control character.
+
+    Every value is looked at once: joined, and when all ASCII (the usual case) checked by bytes.translate
+    at C speed; otherwise each distinct value (keys repeat across a batch's points) is searched.
+    """
+    joined = "".join(values)
+    if joined.isascii():
+        raw = joined.encode("ascii")
+        if len(raw.translate(None, _ASCII_CONTROL)) == len(raw):
+            return
+    elif _CONTROL.search("".join(set(values))) is None:
+        return
+    for value in values:
+        char = control_character(value)
+        if char is not None:
+            raise ValueError(f"{what} {value[:64]!r} holds control character U+{ord(char):04X}")
 
 
 class RunStatus(enum.StrEnum):
@@ -51,7 +96,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     group: OptionalName = ""
     host: OptionalName = ""
     git_commit: OptionalName = ""
-    tags: dict[str, str] = {}
+    tags: dict[Label, Label] = {}
     started_at_ms: EpochMs = 0
     world_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
 
@@ -73,7 +118,7 @@ class RunStart(_Envelope, frozen=True, kw_only=True, tag="run_start"):
     """A run began (or resumed). ``params`` is the flattened config, values rendered as strings."""
 
     run: RunInfo
-    params: dict[str, str] = {}
+    params: dict[Label, str] = {}
     resumed_at_ms: EpochMs = 0
     """Set when a run is resumed: the new start outranks the earlier end in ``runs``."""
 
@@ -86,7 +131,7 @@ class RunUpdate(_Envelope, frozen=True, kw_only=True, tag="run_update"):
 
     run: RunInfo
     ts_ms: EpochMs
-    params: dict[str, str] = {}
+    params: dict[Label, str] = {}
     summary: dict[str, float | str] = {}
 
 
@@ -125,6 +170,7 @@ class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
             raise ValueError("metric batch columns differ in length")
         if n > MAX_POINTS_PER_BATCH:
             raise ValueError(f"metric batch holds {n} points, over the limit of {MAX_POINTS_PER_BATCH}")
+        _check_labels("metric key", self.keys)
 
 
 class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
@@ -142,7 +188,7 @@ class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
     interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     ts_ms: list[EpochMs]
     keys: list[MetricKey]
-    devices: list[Annotated[str, msgspec.Meta(max_length=64)]]
+    devices: list[Device]
     values: list[float]
 
     def __post_init__(self) -> None:
@@ -151,6 +197,8 @@ class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
             raise ValueError("hardware batch columns differ in length")
         if n > MAX_POINTS_PER_BATCH:
             raise ValueError(f"hardware batch holds {n} readings, over the limit of {MAX_POINTS_PER_BATCH}")
+        _check_labels("hardware key", self.keys)
+        _check_labels("hardware device", self.devices)
 
 
 Event = RunStart | RunUpdate | RunEnd | Heartbeat | MetricBatch | HardwareBatch

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 import runstream
 from runstream.settings import Settings
 from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import all_queries
+from runstream_worker.dashboards import all_queries, option_value
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.process import WorkerProcess
 from tests.fixtures.kafka import free_port
@@ -58,7 +58,11 @@ def test_clients_query_over_http_while_the_worker_ingests(
     ran = 0
     while job.is_alive() or not counts:
         for dashboard, panel, sql in all_queries(
-            {"team": "vision", "project": "vision-main", "run": ["vision-0-0", "vision-0-1"]},
+            {
+                "team": option_value("vision"),
+                "project": option_value("vision-main"),
+                "run": [option_value("vision-0-0"), option_value("vision-0-1")],
+            },
             time_from_ms=facts.start_ms,
             time_to_ms=facts.now_ms + 600_000,
         ):

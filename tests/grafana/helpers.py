@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from runstream_worker.dashboards import DASHBOARDS, dashboard_queries
 from runstream_worker.dashboards.macros import QueryContext, expand
-from runstream_worker.dashboards.queries import starting_values
+from runstream_worker.dashboards.queries import variable_values
 
 QUERIES = {(q.dashboard_uid, q.title): q for q in dashboard_queries()}
 MODELS = {spec.uid: spec.build() for spec in DASHBOARDS}
@@ -23,8 +23,11 @@ def run(
     context: QueryContext,
     **values: str | Sequence[str],
 ) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
-    """Column names and rows (as dicts) of the query, with ``values`` over the dashboard's defaults."""
-    merged: Mapping[str, str | Sequence[str]] = {**starting_values(MODELS[uid]), **context.values, **values}
+    """Column names and rows (as dicts) of the query, with ``values`` over the dashboard's defaults.
+
+    Values are option values as Grafana stores them (``option_value(text)``).
+    """
+    merged = variable_values(MODELS[uid], {**context.values, **values})
     result = client.query(expand(QUERIES[(uid, title)].sql, replace(context, values=merged)))
     columns = tuple(result.column_names)
     return columns, [dict(zip(columns, row, strict=True)) for row in result.result_rows]

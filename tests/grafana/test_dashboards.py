@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +29,9 @@ from runstream_schemas.events import MetricBatch, RunInfo, RunStart, RunStatus
 from runstream_worker.clickhouse import connect
 from runstream_worker.dashboards import DASHBOARDS, all_queries, dashboard_queries, differences, rendered
 from runstream_worker.dashboards.clickhouse_query import DATASOURCE_UID, PLUGIN_ID, ClickHouseQuery
-from runstream_worker.dashboards.macros import QueryContext
+from runstream_worker.dashboards.macros import ALL, ALL_VALUE, QueryContext, expand, option_value
 from runstream_worker.dashboards.run_comparison import MAX_POINTS_PER_CURVE
+from runstream_worker.dashboards.variables import team_and_project
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.seed import SeedFacts, SeedRun, loss_at, seed
@@ -46,11 +48,12 @@ CHOSEN_RUNS = ["vision-0-0", "vision-0-1"]
 SHORT_TEAM, SHORT_NAME, SHORT_STEPS = "robotics", "short run", 300
 
 TIME_SERIES = ("time", "series", "value")
+OPTION = ("value", "text")  # every variable query: the option's value (its text, URL-encoded), then its text
 EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
-    (OVERVIEW, "variable team"): ("team",),
-    (OVERVIEW, "variable project"): ("project",),
-    (OVERVIEW, "variable group"): ("run_group",),
-    (OVERVIEW, "variable metric"): ("key",),
+    (OVERVIEW, "variable team"): OPTION,
+    (OVERVIEW, "variable project"): OPTION,
+    (OVERVIEW, "variable group"): OPTION,
+    (OVERVIEW, "variable metric"): OPTION,
     (OVERVIEW, "Runs by state"): ("status", "runs"),
     (OVERVIEW, "GPU utilization distribution"): ("utilization", "gpu_minutes"),
     (OVERVIEW, "GPU-hours this week by project and user"): (
@@ -60,7 +63,7 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "busy_gpu_hours",
         "busy_percent",
     ),
-    (OVERVIEW, "Active runs: latest step and ${metric}"): (
+    (OVERVIEW, "Active runs: latest step and ${metric:text}"): (
         "name",
         "run_id",
         "project",
@@ -80,14 +83,14 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "ended_at",
         "last_step",
     ),
-    (COMPARISON, "variable team"): ("team",),
-    (COMPARISON, "variable project"): ("project",),
-    (COMPARISON, "variable run"): ("run_id", "name"),
-    (COMPARISON, "variable metric"): ("key",),
-    (COMPARISON, "variable group_by"): ("name",),
-    (COMPARISON, "${metric} by step"): ("step", "series", "value"),
+    (COMPARISON, "variable team"): OPTION,
+    (COMPARISON, "variable project"): OPTION,
+    (COMPARISON, "variable run"): OPTION,
+    (COMPARISON, "variable metric"): OPTION,
+    (COMPARISON, "variable group_by"): OPTION,
+    (COMPARISON, "${metric:text} by step"): ("step", "series", "value"),
     (COMPARISON, "Params of the chosen runs"): ("param", "run", "value", "differs"),
-    (COMPARISON, "${metric} of the chosen runs"): (
+    (COMPARISON, "${metric:text} of the chosen runs"): (
         "run",
         "points",
         "min_value",
@@ -95,11 +98,11 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "last_value",
         "last_step",
     ),
-    (COMPARISON, "Leaderboard: best ${metric}"): ("name", "run_id", "project", "user", "status", "value", "step"),
-    (HARDWARE, "variable team"): ("team",),
-    (HARDWARE, "variable project"): ("project",),
-    (HARDWARE, "variable run"): ("run_id", "name"),
-    (HARDWARE, "variable host"): ("host",),
+    (COMPARISON, "Leaderboard: best ${metric:text}"): ("name", "run_id", "project", "user", "status", "value", "step"),
+    (HARDWARE, "variable team"): OPTION,
+    (HARDWARE, "variable project"): OPTION,
+    (HARDWARE, "variable run"): OPTION,
+    (HARDWARE, "variable host"): OPTION,
     (HARDWARE, "Idle GPUs: under 10% for the last 10 minutes"): (
         "run_id",
         "run",
@@ -116,18 +119,18 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
     (HARDWARE, "GPU temperature"): TIME_SERIES,
     (HARDWARE, "CPU"): TIME_SERIES,
     (HARDWARE, "RAM used"): TIME_SERIES,
-    (PIPELINE, "variable worker"): ("worker",),
+    (PIPELINE, "variable worker"): OPTION,
     (PIPELINE, "Ingest rate"): ("time", "points_per_s", "records_per_s", "hardware_readings_per_s"),
     (PIPELINE, "Consumer lag"): ("time", "worker", "lag"),
     (PIPELINE, "Dead letters in range"): ("dead_letters", "replays", "crashed_runs"),
     (PIPELINE, "Dead letters"): ("time", "dead_letters"),
     (PIPELINE, "Batch latency"): ("time", "p50_ms", "max_ms"),
-    (CROSS_TEAM, "variable team"): ("team",),
-    (CROSS_TEAM, "variable project"): ("project",),
-    (CROSS_TEAM, "variable metric"): ("key",),
+    (CROSS_TEAM, "variable team"): OPTION,
+    (CROSS_TEAM, "variable project"): OPTION,
+    (CROSS_TEAM, "variable metric"): OPTION,
     (CROSS_TEAM, "Usage by team"): ("team", "runs", "running", "points", "gpu_hours"),
     (CROSS_TEAM, "GPU-hours by team"): ("time", "team", "gpu_hours"),
-    (CROSS_TEAM, "Best ${metric} per team and project"): ("team", "project", "best_value", "best_run", "runs"),
+    (CROSS_TEAM, "Best ${metric:text} per team and project"): ("team", "project", "best_value", "best_run", "runs"),
 }
 
 
@@ -187,7 +190,9 @@ def facts(seeded: tuple[Client, SeedFacts]) -> SeedFacts:
 def context(facts: SeedFacts) -> QueryContext:
     """Team vision and two of its runs, from the seed's start to now, one-minute interval."""
     return QueryContext(
-        time_from_ms=facts.start_ms, time_to_ms=facts.now_ms, values={"team": "vision", "run": CHOSEN_RUNS}
+        time_from_ms=facts.start_ms,
+        time_to_ms=facts.now_ms,
+        values={"team": option_value("vision"), "run": [option_value(r) for r in CHOSEN_RUNS]},
     )
 
 
@@ -275,7 +280,7 @@ def test_dashboard_file_is_valid_for_grafana_and_the_clickhouse_plugin(path: Pat
             assert variable["datasource"] == ref, variable["name"]
             assert isinstance(variable["query"], str) and variable["query"].startswith("SELECT"), variable["name"]
             if variable["multi"]:
-                assert variable["includeAll"] and variable["allValue"] == "'__all__'", variable["name"]
+                assert variable["includeAll"] and variable["allValue"] == ALL_VALUE, variable["name"]
     for panel in board["panels"]:
         assert panel["datasource"] == ref, panel["title"]
         assert panel["targets"], panel["title"]
@@ -286,6 +291,71 @@ def test_dashboard_file_is_valid_for_grafana_and_the_clickhouse_plugin(path: Pat
             assert target["rawSql"].strip()
             assert (target["queryType"], target["format"]) in {("table", 1), ("timeseries", 0)}, panel["title"]
             assert target["pluginVersion"] >= "4"
+
+
+# Grafana's interpolation pattern (variableRegex): $name, [[name:format]], ${name.fieldPath:format}.
+GRAFANA_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+
+
+def variable_uses(text: str) -> list[tuple[str, str | None, str | None]]:
+    """(name, field path, format) of every variable reference Grafana would interpolate in ``text``."""
+    return [
+        (m.group(1) or m.group(2) or m.group(4), m.group(5), m.group(3) or m.group(6))
+        for m in GRAFANA_VARIABLE.finditer(text)
+    ]
+
+
+def strings(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from strings(v, k)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item, key)
+    elif isinstance(node, str):
+        yield key, node
+
+
+@pytest.mark.parametrize(("path", "board"), committed_dashboards(), ids=lambda v: getattr(v, "name", ""))
+def test_sql_reads_variables_only_percent_encoded(path: Path, board: dict[str, Any]) -> None:
+    """Any other format lets a name chosen in a variable (a producer's, or typed) rewrite the SQL."""
+    names = {v["name"] for v in board["templating"]["list"]}
+    sql = [t["rawSql"] for p in board["panels"] for t in p["targets"]]
+    sql += [v["query"] for v in board["templating"]["list"] if v["type"] == "query"]
+    for text in sql:
+        for name, field_path, fmt in variable_uses(text):
+            if name.startswith("__") and fmt is None and field_path is None:
+                continue  # the plugin's macros and Grafana's $__from / $__to
+            assert (name in names, field_path, fmt) == (True, None, "percentencode"), (name, fmt, text)
+        assert "[[" not in text
+    # Outside SQL: the datasource reference, option texts in panel titles, and All as a current value.
+    for key, text in strings(board):
+        uses = variable_uses(text)
+        if not uses or key in {"rawSql", "query"} or (key, text) == ("value", ALL):
+            continue
+        if key == "uid":
+            assert text == "${datasource}"
+        else:
+            assert key == "title" and all(fmt == "text" for _, _, fmt in uses), (key, text)
+
+
+def test_filters_keep_primary_key_pruning(client: Client, facts: SeedFacts) -> None:
+    """``column IN (SELECT arrayJoin(...))`` over the decoded selection is used by the primary key."""
+    where = team_and_project()
+    context = QueryContext(
+        facts.start_ms,
+        facts.now_ms,
+        values={"team": [option_value("vision")], "project": [option_value("vision-main"), option_value("x")]},
+    )
+    sql = expand(f"SELECT count() FROM metrics WHERE {where}", context)
+    plan = [row[0].strip() for row in client.query(f"EXPLAIN indexes = 1 {sql}").result_rows]
+    primary_key = plan[plan.index("PrimaryKey") :]
+    condition = next(line for line in primary_key if line.startswith("Condition:"))
+    assert "team in 1-element set" in condition and "project in 2-element set" in condition, plan
+    read, total = map(int, next(line for line in primary_key if line.startswith("Granules:")).split()[1].split("/"))
+    assert read < total, plan
+    main = [r for r in facts.of_team("vision") if r.project == "vision-main"]
+    assert client.query(sql).result_rows == [(len(main) * 2 * facts.steps,)]
 
 
 def test_each_dashboard_has_its_variables_and_folder() -> None:
@@ -344,7 +414,11 @@ def test_the_expected_columns_cover_every_query_once() -> None:
 
 @pytest.fixture(scope="module")
 def expanded(facts: SeedFacts) -> dict[tuple[str, str], str]:
-    queries = all_queries({"team": "vision", "run": CHOSEN_RUNS}, time_from_ms=facts.start_ms, time_to_ms=facts.now_ms)
+    queries = all_queries(
+        {"team": option_value("vision"), "run": [option_value(r) for r in CHOSEN_RUNS]},
+        time_from_ms=facts.start_ms,
+        time_to_ms=facts.now_ms,
+    )
     assert len(queries) == len(EXPECTED_COLUMNS)
     return {(uid, title): sql for uid, title, sql in queries}
 
@@ -366,29 +440,31 @@ def test_all_queries_refuses_a_variable_no_dashboard_has(facts: SeedFacts) -> No
 
 
 def test_variables_list_what_the_data_holds(client: Client, facts: SeedFacts, context: QueryContext) -> None:
-    def values(uid: str, name: str, **overrides: str | list[str]) -> list[tuple[Any, ...]]:
+    def texts(uid: str, name: str, **overrides: str | list[str]) -> list[str]:
+        """The texts of the variable's options; each value is the text URL-encoded."""
         _, rows = run(client, uid, f"variable {name}", context, **overrides)
-        return [tuple(row.values()) for row in rows]
+        assert all(row["value"] == option_value(row["text"]) for row in rows), rows
+        return [row["text"] for row in rows]
 
-    assert values(OVERVIEW, "team", team="$__all") == [(t,) for t in sorted([*facts.teams, SHORT_TEAM])]
-    assert values(OVERVIEW, "project") == [("vision-ablations",), ("vision-main",)]
-    assert values(OVERVIEW, "group") == [("sweep-0",), ("sweep-1",)]
-    assert values(OVERVIEW, "metric") == [("acc",), ("loss",)]
-    runs = values(COMPARISON, "run")
-    assert sorted(runs) == sorted(
+    assert texts(OVERVIEW, "team", team=ALL) == sorted([*facts.teams, SHORT_TEAM])
+    assert texts(OVERVIEW, "project") == ["vision-ablations", "vision-main"]
+    assert texts(OVERVIEW, "group") == ["sweep-0", "sweep-1"]
+    assert texts(OVERVIEW, "metric") == ["acc", "loss"]
+    _, runs = run(client, COMPARISON, "variable run", context)
+    assert sorted((row["value"], row["text"]) for row in runs) == sorted(
         (r.run_id, f"{r.run_id} ({r.params['optimizer']}, lr={r.params['lr']})") for r in vision(facts)
     )
-    assert values(COMPARISON, "group_by") == [
-        ("run",),
-        ("batch_size",),
-        ("lr",),
-        ("optimizer",),
-        ("seed",),
-        ("tag.dataset",),
-        ("tag.sweep",),
+    assert texts(COMPARISON, "group_by") == [
+        "run",
+        "param.batch_size",
+        "param.lr",
+        "param.optimizer",
+        "param.seed",
+        "tag.dataset",
+        "tag.sweep",
     ]
-    assert values(HARDWARE, "host") == sorted({(facts.run(r).host,) for r in CHOSEN_RUNS})
-    assert values(PIPELINE, "worker") == [("worker-a",)]
+    assert texts(HARDWARE, "host") == sorted({facts.run(r).host for r in CHOSEN_RUNS})
+    assert texts(PIPELINE, "worker") == ["worker-a"]
 
 
 # --- values checked against the seed's facts ---------------------------------------------------
@@ -397,12 +473,12 @@ def test_variables_list_what_the_data_holds(client: Client, facts: SeedFacts, co
 def test_team_overview_counts_runs_by_state(client: Client, facts: SeedFacts, context: QueryContext) -> None:
     _, rows = run(client, OVERVIEW, "Runs by state", context)
     assert {row["status"]: row["runs"] for row in rows} == Counter(str(r.status) for r in vision(facts))
-    _, rows = run(client, OVERVIEW, "Runs by state", context, group="sweep-1")
+    _, rows = run(client, OVERVIEW, "Runs by state", context, group=option_value("sweep-1"))
     assert sum(row["runs"] for row in rows) == sum(r.group == "sweep-1" for r in vision(facts))
 
 
 def test_team_overview_lists_active_and_failed_runs(client: Client, facts: SeedFacts, context: QueryContext) -> None:
-    _, active = run(client, OVERVIEW, "Active runs: latest step and ${metric}", context)
+    _, active = run(client, OVERVIEW, "Active runs: latest step and ${metric:text}", context)
     last = facts.steps - 1
     assert {row["run_id"]: (row["step"], row["last_value"], row["stalled"]) for row in active} == {
         r.run_id: (last, loss_at(r, last), False) for r in vision(facts) if r.status is RunStatus.RUNNING
@@ -445,7 +521,7 @@ def test_team_overview_gpu_utilization_distribution(client: Client, facts: SeedF
 def test_overlay_reads_buckets_with_at_most_1000_points_per_run(
     client: Client, facts: SeedFacts, context: QueryContext
 ) -> None:
-    _, rows = run(client, COMPARISON, "${metric} by step", context)
+    _, rows = run(client, COMPARISON, "${metric:text} by step", context)
     names = {r: f"{r} ({facts.run(r).params['optimizer']}, lr={facts.run(r).params['lr']})" for r in CHOSEN_RUNS}
     assert {row["series"] for row in rows} == set(names.values())
     for run_id, name in names.items():
@@ -459,7 +535,7 @@ def test_overlay_reads_buckets_with_at_most_1000_points_per_run(
 
 
 def test_overlay_reads_raw_points_of_a_short_curve(client: Client, context: QueryContext) -> None:
-    _, rows = run(client, COMPARISON, "${metric} by step", context, team=SHORT_TEAM, run="$__all")
+    _, rows = run(client, COMPARISON, "${metric:text} by step", context, team=option_value(SHORT_TEAM), run=ALL)
     assert [(row["step"], row["series"], row["value"]) for row in rows] == [
         (s, SHORT_NAME, 1 / (s + 1)) for s in range(SHORT_STEPS)
     ]
@@ -470,11 +546,17 @@ def test_overlay_draws_one_curve_per_param_or_tag_value(
 ) -> None:
     main_runs = [r for r in vision(facts) if r.project == "vision-main"]
     for group_by, expected in [
-        ("optimizer", {f"optimizer={r.params['optimizer']}" for r in main_runs}),
+        ("param.optimizer", {f"optimizer={r.params['optimizer']}" for r in main_runs}),
         ("tag.sweep", {f"sweep={r.group}" for r in main_runs}),
     ]:
         _, rows = run(
-            client, COMPARISON, "${metric} by step", context, project="vision-main", run="$__all", group_by=group_by
+            client,
+            COMPARISON,
+            "${metric:text} by step",
+            context,
+            project=option_value("vision-main"),
+            run=ALL,
+            group_by=option_value(group_by),
         )
         assert {row["series"] for row in rows} == expected, group_by
         assert max(Counter(row["series"] for row in rows).values()) <= MAX_POINTS_PER_CURVE
@@ -496,22 +578,24 @@ def test_params_table_marks_the_params_that_differ(client: Client, facts: SeedFa
 
 def test_summary_and_leaderboard(client: Client, facts: SeedFacts, context: QueryContext) -> None:
     last = facts.steps - 1
-    _, summary = run(client, COMPARISON, "${metric} of the chosen runs", context)
+    _, summary = run(client, COMPARISON, "${metric:text} of the chosen runs", context)
     assert [(row["points"], row["last_step"], row["last_value"], row["max_value"]) for row in summary] == [
         (facts.steps, last, loss_at(facts.run(r), last), loss_at(facts.run(r), 0)) for r in CHOSEN_RUNS
     ]
-    _, board = run(client, COMPARISON, "Leaderboard: best ${metric}", context)
+    _, board = run(client, COMPARISON, "Leaderboard: best ${metric:text}", context)
     ranked = sorted(vision(facts), key=lambda r: r.final_loss)
     assert [row["run_id"] for row in board] == [r.run_id for r in ranked]
     assert board[0]["value"] == loss_at(ranked[0], last) == pytest.approx(min(r.final_loss for r in vision(facts)))
-    _, by_acc = run(client, COMPARISON, "Leaderboard: best ${metric}", context, metric="acc", best="max")
+    _, by_acc = run(
+        client, COMPARISON, "Leaderboard: best ${metric:text}", context, metric=option_value("acc"), best="max"
+    )
     assert [row["run_id"] for row in by_acc] == [r.run_id for r in ranked]
 
 
 def test_idle_gpu_detector_finds_exactly_the_seeded_idle_gpu(
     client: Client, facts: SeedFacts, context: QueryContext
 ) -> None:
-    _, rows = run(client, HARDWARE, "Idle GPUs: under 10% for the last 10 minutes", context, run="$__all")
+    _, rows = run(client, HARDWARE, "Idle GPUs: under 10% for the last 10 minutes", context, run=ALL)
     assert [(row["run_id"], row["host"], row["device"], row["max_utilization"]) for row in rows] == [
         (r.run_id, r.host, "gpu1", 3.0) for r in vision(facts) if r.idle_gpu and r.status is RunStatus.RUNNING
     ]
@@ -549,7 +633,7 @@ def test_pipeline_health_panels(client: Client, facts: SeedFacts, context: Query
 
 
 def test_cross_team_usage_and_best_results(client: Client, facts: SeedFacts, context: QueryContext) -> None:
-    teams = list(facts.teams)
+    teams = [option_value(t) for t in facts.teams]
     _, usage = run(client, CROSS_TEAM, "Usage by team", context, team=teams)
     assert [tuple(row.values()) for row in usage] == [
         (
@@ -562,14 +646,14 @@ def test_cross_team_usage_and_best_results(client: Client, facts: SeedFacts, con
                 / 3_600_000
             ),
         )
-        for team in sorted(teams)
+        for team in sorted(facts.teams)
     ]
-    _, best = run(client, CROSS_TEAM, "Best ${metric} per team and project", context, team=teams)
+    _, best = run(client, CROSS_TEAM, "Best ${metric:text} per team and project", context, team=teams)
     projects = sorted({(r.team, r.project) for r in facts.runs})
     winners = [min((r for r in facts.runs if (r.team, r.project) == tp), key=lambda r: r.final_loss) for tp in projects]
     assert [(row["team"], row["project"], row["best_value"], row["best_run"].split(" ")[0]) for row in best] == [
         (w.team, w.project, loss_at(w, facts.steps - 1), w.run_id) for w in winners
     ]
     _, hours = run(client, CROSS_TEAM, "GPU-hours by team", context, team=teams)
-    assert {row["team"] for row in hours} == set(teams)
+    assert {row["team"] for row in hours} == set(facts.teams)
     assert sum(row["gpu_hours"] for row in hours) == pytest.approx(sum(row["gpu_hours"] for row in usage))

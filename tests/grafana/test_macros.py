@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
-from runstream_worker.dashboards.macros import ALL, ALL_VALUE_SQL, MacroError, QueryContext, expand
+from runstream_worker.dashboards.macros import (
+    ALL,
+    ALL_VALUE,
+    MacroError,
+    QueryContext,
+    encode_uri_component_strict,
+    expand,
+    option_value,
+)
 
 FROM_MS = 1_700_000_000_123
 TO_MS = 1_700_003_600_456
@@ -40,6 +50,7 @@ def test_macro_arguments_may_hold_parentheses_and_macros() -> None:
 
 def test_variables_are_formatted_as_grafana_formats_them() -> None:
     ctx = context(team="vision", run=["a", "b'c"], metric="loss")
+    assert expand("${team:percentencode}|${run:percentencode}", ctx) == "vision|%7Ba%2Cb%27c%7D"
     assert expand("team IN (${team:singlequote})", ctx) == "team IN ('vision')"
     assert expand("run IN (${run:singlequote})", ctx) == "run IN ('a','b\\'c')"
     assert expand("${run:sqlstring}", ctx) == "'a','b''c'"
@@ -49,9 +60,59 @@ def test_variables_are_formatted_as_grafana_formats_them() -> None:
     assert expand("$metric ${metric} ${run}", ctx) == "loss loss 'a','b\\'c'"
 
 
-def test_all_becomes_the_custom_all_value_unformatted() -> None:
-    assert expand("x IN (${team:singlequote})", context(team=ALL)) == f"x IN ({ALL_VALUE_SQL})"
-    assert expand("x IN (${team:singlequote})", context(team=[ALL])) == f"x IN ({ALL_VALUE_SQL})"
+def test_all_becomes_the_custom_all_value_percent_encoded_only_by_percentencode() -> None:
+    for all_value in (ALL, [ALL]):
+        ctx = context(team=all_value)
+        assert expand("${team:percentencode}", ctx) == "%2A"
+        assert expand("${team:singlequote}|${team}|${team:raw}", ctx) == f"{ALL_VALUE}|{ALL_VALUE}|{ALL_VALUE}"
+        assert expand("${team:text}", ctx) == "All"
+
+
+# JavaScript's encodeURIComponent leaves A-Za-z0-9 and -_.!~*'() alone; Grafana's strict variant
+# escapes !'()* as well.
+JS_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+
+
+def encode_uri_component_reference(value: str) -> str:
+    """encodeURIComponent, byte by byte over UTF-8, then Grafana's replacement of !'()*."""
+    encoded = "".join(c if c in JS_UNRESERVED else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
+    return "".join(f"%{ord(c):02X}" if c in "!'()*" else c for c in encoded)
+
+
+HOSTILE = [
+    "",
+    "vision",
+    "'",
+    "\\",
+    "\\'",
+    "$$",
+    "--",
+    "/*",
+    "{",
+    "}",
+    ",",
+    "%",
+    "%2C",
+    "*",
+    "!'()*~._-",
+    "a b+c&d=e?f#g/h:i;j@k",
+    "损失",
+    "😀 emoji",
+    "line\nbreak\ttab\x00nul\x7fdel\x85nel",
+    "\\'), 1, 0) AS x, (SELECT groupArray(line) FROM file($$/etc/passwd$$,$$LineAsString$$)) AS leaked, --",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_percentencode_is_grafanas_encode_uri_component_strict(value: str) -> None:
+    assert encode_uri_component_strict(value) == encode_uri_component_reference(value)
+    assert expand("${v:percentencode}", context(v=value)) == encode_uri_component_reference(value)
+    assert expand("${v:percentencode}", context(v=[value, "x"])) == encode_uri_component_reference("{" + value + ",x}")
+    assert option_value(value) == encode_uri_component_reference(value)
+    assert urllib.parse.unquote(option_value(value)) == value
+    assert set(expand("${v:percentencode}", context(v=[value]))) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~%"
+    )
 
 
 def test_a_query_without_variables_or_macros_is_unchanged() -> None:
@@ -65,6 +126,8 @@ def test_a_query_without_variables_or_macros_is_unchanged() -> None:
         ("x = ${team}", r"variable \$team has no value"),
         ("x = $team", r"variable \$team has no value"),
         ("x IN (${metric:json})", r"unknown format 'json'"),
+        ("x IN (${metric.path:raw})", r"field paths are not supported"),
+        ("x = [[team]]", r"variable \$team has no value"),
         ("$__timeGroup(ts, 1m)", r"unknown macro \$__timeGroup"),
         ("$__timeFilter()", r"\$__timeFilter takes 1 argument\(s\), got 0"),
         ("$__timeFilter(a, b)", r"\$__timeFilter takes 1 argument\(s\), got 2"),

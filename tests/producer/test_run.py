@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runstream import _environment
 from runstream.errors import UsageError
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_schemas.events import Heartbeat, MetricBatch, RunEnd, RunStart
+from runstream_schemas.events import Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
 from tests.producer.fixtures import FakeSender, factory_for
 
 
@@ -232,8 +233,65 @@ def test_heartbeats_are_sent_on_the_interval(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"project": ""}, "project"), ({"team": " "}, "team"), ({"run_id": "has space"}, "run_id")],
+    [
+        ({"project": ""}, "project"),
+        ({"team": " "}, "team"),
+        ({"run_id": "has space"}, "run_id"),
+        ({"project": "a\nb"}, r"project 'a\\nb' holds control character U\+000A"),
+        ({"team": "t\x00"}, r"team 't\\x00' holds control character U\+0000"),
+        ({"name": "run\x85"}, r"name 'run\\x85' holds control character U\+0085"),
+        ({"group": "\x1bsweep"}, r"group '\\x1bsweep' holds control character U\+001B"),
+        ({"name": "n" * 257}, "name is 257 characters long; the limit is 256"),
+        ({"group": 7}, "group must be a string"),
+        ({"tags": ["ok", "bad\t"]}, r"tag 'bad\\t': '' holds a control character"),
+        ({"tags": {"k": "v\x7f"}}, r"tag 'k': 'v\\x7f' holds a control character"),
+    ],
 )
 def test_bad_init_arguments_raise_a_usage_error(settings: Settings, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         make_run(settings, FakeSender(), **kwargs)
+
+
+def test_names_with_quotes_backslashes_and_unicode_are_kept(settings: Settings) -> None:
+    sender = FakeSender()
+    name = "\\'), 1, 0) AS x, -- 损失 😀 {a,b} %2C"
+    run = make_run(settings, sender, project=name, team="t'\\", name=name, group=name, tags={name: name})
+    run.log({name: 1.0})
+    run.finish()
+    start = next(e for e in sender.events() if isinstance(e, RunStart))
+    assert (start.run.project, start.run.team, start.run.name, start.run.group) == (name, "t'\\", name, name)
+    assert start.run.tags == {name: name}
+    assert sender.points() == [(name, 0, 1.0)]
+
+
+def test_keys_with_control_characters_are_dropped_with_one_warning_per_key(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = FakeSender()
+    run = make_run(settings, sender, config={"lr": 0.1, "bad\nkey": 1, "nested": {"x\x00": 2}})
+    with caplog.at_level(logging.WARNING, logger="runstream"):
+        for _ in range(3):
+            run.log({"ok": 1.0, "bad\nkey": 2.0, "bell\x07": 3.0, "nel\x85": 4.0})
+        run.log({"eval": {"acc\r": 0.5}})
+        run.log_params({"wd": 0.01, "tab\tkey": 1})
+        run.set_tags({"stage": "ft", "bad\x1f": "v", "k": "bad\x9f"})
+    report = run.finish()
+    assert sender.points() == [("ok", 0, 1.0), ("ok", 1, 1.0), ("ok", 2, 1.0)]
+    assert report.rejected_points == 3 * 3 + 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("metric key holds a control character" in m for m in messages) == 4  # one per bad key
+    assert sum("param key holds a control character" in m for m in messages) == 3
+    assert sum("tag holds a control character" in m for m in messages) == 2
+    starts = [e for e in sender.events() if isinstance(e, RunStart)]
+    assert starts[0].params == {"lr": "0.1"}
+    updates = [e for e in sender.events() if isinstance(e, RunUpdate)]
+    assert [u.params for u in updates] == [{"wd": "0.01"}, {}]
+    assert updates[-1].run.tags == {"stage": "ft"}
+
+
+def test_user_host_and_commit_read_from_the_machine_are_cleaned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An odd $USER or hostname must not get every record of the run refused by the worker."""
+    monkeypatch.setattr(_environment.getpass, "getuser", lambda: "ada\n\x00" + "x" * 300)
+    monkeypatch.setattr(_environment.socket, "gethostname", lambda: "node\x85-1")
+    assert _environment.username() == "ada" + "x" * 253
+    assert _environment.hostname() == "node-1"

@@ -10,12 +10,15 @@ import pytest
 
 from runstream_schemas import json_schema
 from runstream_schemas.events import (
+    NO_CONTROL_PATTERN,
+    HardwareBatch,
     Heartbeat,
     MetricBatch,
     RunEnd,
     RunInfo,
     RunStart,
     RunStatus,
+    RunUpdate,
     decode_event,
     encode_event,
 )
@@ -116,3 +119,98 @@ def test_schema_descriptions_are_cleaned_whatever_the_docstring_indentation() ->
         "properties": {"a": {"description": "Only indented."}},
         "anyOf": [{"description": "plain"}, {"title": "no description"}],
     }
+
+
+# C0, DEL and C1 control characters; every other character is a valid part of a name.
+CONTROL = ["\x00", "\n", "\r", "\t", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"]
+NOT_CONTROL = ["'", "\\", "\\'", "$$", "--", "{a}", "%2C", "*", "\xa0", "\u2028", "损失", "😀", " "]
+
+
+def info(**fields: object) -> dict[str, object]:
+    return {**msgspec.to_builtins(INFO), **fields}
+
+
+def metric_batch(**fields: object) -> dict[str, object]:
+    base = msgspec.to_builtins(EVENTS[1])
+    return {**base, "values": [0.5, 1.5], **fields}
+
+
+def hardware_batch(**fields: object) -> dict[str, object]:
+    batch = HardwareBatch(
+        run_id="abc123",
+        team="vision",
+        project="resnet",
+        ts_ms=[1],
+        keys=["gpu.utilization_percent"],
+        devices=["gpu0"],
+        values=[50.0],
+        host="gpu-7",
+    )
+    return {**msgspec.to_builtins(batch), **fields}
+
+
+def run_start(**fields: object) -> dict[str, object]:
+    return {**msgspec.to_builtins(EVENTS[0]), **fields}
+
+
+def run_update(**fields: object) -> dict[str, object]:
+    return {**msgspec.to_builtins(RunUpdate(run=INFO, ts_ms=1)), **fields}
+
+
+# Each labelled field, with ``{}`` standing for the text put there.
+LABELLED = {
+    "team": lambda t: run_start(run=info(team=f"vis{t}ion")),
+    "project": lambda t: run_start(run=info(project=t)),
+    "run name": lambda t: run_start(run=info(name=f"run {t}")),
+    "group": lambda t: run_start(run=info(group=t)),
+    "user": lambda t: run_start(run=info(user=t)),
+    "host": lambda t: run_start(run=info(host=t)),
+    "tag key": lambda t: run_start(run=info(tags={f"k{t}": "v"})),
+    "tag value": lambda t: run_start(run=info(tags={"k": f"v{t}"})),
+    "param key": lambda t: run_start(params={f"lr{t}": "0.1"}),
+    "param key (update)": lambda t: run_update(params={t: "0.1"}),
+    "batch team": lambda t: metric_batch(team=t),
+    "batch project": lambda t: metric_batch(project=t),
+    "metric key": lambda t: metric_batch(keys=["loss", f"acc{t}"]),
+    "hardware key": lambda t: hardware_batch(keys=[f"gpu{t}"]),
+    "hardware device": lambda t: hardware_batch(devices=[f"gpu0{t}"]),
+    "hardware host": lambda t: hardware_batch(host=t),
+    "hardware user": lambda t: hardware_batch(user=t),
+}
+
+
+@pytest.mark.parametrize("field", sorted(LABELLED))
+@pytest.mark.parametrize("char", CONTROL, ids=lambda c: f"U+{ord(c):04X}")
+def test_names_with_control_characters_are_rejected(field: str, char: str) -> None:
+    payload = msgspec.msgpack.encode(LABELLED[field](char))
+    with pytest.raises((msgspec.ValidationError, ValueError)) as info:
+        decode_event(payload)
+    message = str(info.value)
+    assert "control character" in message or f"matching regex {NO_CONTROL_PATTERN!r}" in message, message
+    # At the end of the text too: a final line break gets no pass from the pattern's ``$``.
+    with pytest.raises((msgspec.ValidationError, ValueError)):
+        decode_event(msgspec.msgpack.encode(LABELLED[field](f"x{char}")))
+
+
+def test_point_batches_name_the_key_and_the_character() -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"metric key 'acc\\n' holds control character U\+000A"):
+        decode_event(msgspec.msgpack.encode(metric_batch(keys=["loss", "acc\n"])))
+    with pytest.raises(msgspec.ValidationError, match=r"hardware device 'gpu\\x85' holds control character U\+0085"):
+        decode_event(msgspec.msgpack.encode(hardware_batch(devices=["gpu\x85"])))
+    with pytest.raises(msgspec.ValidationError, match=r"metric key '损失\\x00' holds control character U\+0000"):
+        decode_event(msgspec.msgpack.encode(metric_batch(keys=["损失", "损失\x00"])))
+
+
+@pytest.mark.parametrize("field", sorted(LABELLED))
+def test_names_with_any_other_character_are_accepted(field: str) -> None:
+    for text in NOT_CONTROL:
+        event = decode_event(msgspec.msgpack.encode(LABELLED[field](text)))
+        assert encode_event(event) == msgspec.msgpack.encode(event)
+
+
+def test_json_schema_refuses_control_characters_in_names() -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(json_schema.render()))
+    for field, build in LABELLED.items():
+        for char in ("\n", "\x00", "\x85"):
+            assert not validator.is_valid(json.loads(json.dumps(build(char)))), (field, char)
+        assert validator.is_valid(json.loads(json.dumps(build("ok'\\{}")))), field

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from runstream_schemas.events import (
+    NO_CONTROL_PATTERN,
     HardwareBatch,
     Heartbeat,
     MetricBatch,
@@ -87,6 +90,27 @@ def test_bad_records_are_rejected_with_reasons_and_good_ones_kept() -> None:
     ]
     assert decoded.rows.metric_points == 1
     assert decoded.records == 4
+
+
+def test_names_with_control_characters_are_set_aside_for_the_dead_letter_topic() -> None:
+    good = MetricBatch(run_id="r1", team="t", project="p", keys=["a"], steps=[0], ts_ms=[0], values=[1.0])
+    bad_key = {**msgspec.to_builtins(good), "keys": ["a\n"]}
+    bad_team = {**msgspec.to_builtins(RunStart(run=INFO)), "run": {**msgspec.to_builtins(INFO), "team": "t\x00"}}
+    bad_tag = {**msgspec.to_builtins(RunStart(run=INFO)), "run": {**msgspec.to_builtins(INFO), "tags": {"k": "v\x85"}}}
+    records = [
+        rec("x.metrics", 0, msgspec.msgpack.encode(bad_key)),
+        rec("x.metrics", 1, encode_event(good)),
+        rec("x.runs", 2, msgspec.msgpack.encode(bad_team)),
+        rec("x.runs", 3, msgspec.msgpack.encode(bad_tag)),
+    ]
+    decoded = decode_batch(records, "x.")
+    pattern = f"Expected `str` matching regex {NO_CONTROL_PATTERN!r}"
+    assert [(r.record.offset, r.reason) for r in decoded.rejected] == [
+        (0, "invalid event: metric key 'a\\n' holds control character U+000A"),
+        (2, f"invalid event: {pattern} - at `$.run.team`"),
+        (3, f"invalid event: {pattern} - at `$.run.tags[...]`"),
+    ]
+    assert decoded.rows.metric_points == 1
 
 
 def test_dedup_token_names_the_offsets_not_their_order() -> None:

@@ -15,11 +15,13 @@ from runstream_worker.dashboards.variables import (
     project_variable,
     team_and_project,
     team_variable,
+    variable_text,
 )
 
 UID = "runstream-cross-team"
 
-_METRIC = "${metric:singlequote}"
+_METRIC = variable_text("metric")
+_BEST_IS_MAX = f"{variable_text('best')} = 'max'"
 
 
 def _usage() -> table.Panel:
@@ -74,11 +76,11 @@ def _gpu_hours_over_time() -> timeseries.Panel:
 def _best_results() -> table.Panel:
     return with_query(
         table.Panel(),
-        "Best ${metric} per team and project",
+        "Best ${metric:text} per team and project",
         f"""
         SELECT team, project,
-               if(${{best:singlequote}} = 'max', max(value), min(value)) AS best_value,
-               if(${{best:singlequote}} = 'max', argMax(name, value), argMin(name, value)) AS best_run,
+               if({_BEST_IS_MAX}, max(value), min(value)) AS best_value,
+               if({_BEST_IS_MAX}, argMax(name, value), argMin(name, value)) AS best_run,
                count() AS runs
         FROM (
             SELECT team, project, name, last_values[{_METRIC}] AS value

@@ -17,6 +17,7 @@ from runstream_worker.dashboards.panels import with_query
 from runstream_worker.dashboards.variables import (
     datasource_variable,
     in_variable,
+    option_columns,
     project_variable,
     query_variable,
     run_variable,
@@ -53,9 +54,9 @@ def _host_variable() -> dash.QueryVariable:
     return query_variable(
         "host",
         "Hosts",
-        f"""SELECT DISTINCT host FROM hardware_minute
+        f"""SELECT DISTINCT {option_columns("host")} FROM hardware_minute
 WHERE {team_and_project()} AND {in_variable("run_id", "run")} AND $__timeFilter(minute)
-ORDER BY host""",
+ORDER BY text""",
         multi=True,
     )
 

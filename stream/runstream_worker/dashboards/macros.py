@@ -1,14 +1,19 @@
 """Expands a panel's SQL the way Grafana and the ClickHouse plugin do, so it can run outside Grafana.
 
-Grafana first interpolates dashboard variables (``$team``, ``${run:singlequote}``) in the browser,
+Grafana first interpolates dashboard variables (``$team``, ``${run:percentencode}``) in the browser,
 then the plugin's backend expands its macros (``$__timeFilter(ts)``, ``$__interval_s``). Only the
 macros the dashboards use are supported; anything else is an error rather than SQL left half
 expanded.
+
+Variable values are given as Grafana stores them: a variable's value is the *value* of the option
+chosen, which for the dashboards' query variables is ``encodeURLComponent(text)`` (see
+``option_value``), and a multi-value variable's value is a list.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,12 +21,17 @@ from runstream.errors import UsageError
 
 # Grafana's value for "All" in a multi-value variable.
 ALL = "$__all"
-# Every include-all variable carries this custom all value. Grafana inserts a custom all value
-# unformatted, so it is a ready SQL literal, and filters read it as "no filter" (see variables.py):
-# a dashboard never expands "All" into an IN list of every run.
-ALL_VALUE_SQL = "'__all__'"
+# Every include-all variable carries this custom all value, which the filters read as "no filter"
+# (see variables.py): a dashboard never expands "All" into an IN list of every run. No option can
+# have it as its value: option values are percent-encoded, and encoding turns ``*`` into ``%2A``.
+ALL_VALUE = "*"
 
-_VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>\w+)")
+# Grafana's interpolation pattern (public/app/features/variables/utils.ts, variableRegex):
+# $name, [[name:format]], ${name.fieldPath:format}.
+_VARIABLE = re.compile(
+    r"\$(?P<bare>\w+)|\[\[(?P<old>\w+?)(?::(?P<old_format>\w+))?\]\]"
+    r"|\$\{(?P<braced>\w+)(?:\.(?P<path>[^:^}]+))?(?::(?P<format>[^}]+))?\}"
+)
 _MACRO = re.compile(r"\$__(?P<name>\w+)")
 
 
@@ -31,7 +41,11 @@ class MacroError(UsageError):
 
 @dataclass(frozen=True)
 class QueryContext:
-    """What Grafana supplies when it runs a query: the time range, the interval, the variables."""
+    """What Grafana supplies when it runs a query: the time range, the interval, the variables.
+
+    ``values``: each variable's value as Grafana stores it, a string (one value) or a list (the
+    values of a multi-value variable; ``[ALL]`` or ``ALL`` for All).
+    """
 
     time_from_ms: int
     time_to_ms: int
@@ -48,20 +62,57 @@ class QueryContext:
                 raise MacroError(f"variable {name!r} has no value: give a string or a non-empty list")
 
 
+def encode_uri_component_strict(value: str) -> str:
+    """Grafana's ``encodeURIComponentStrict``: JavaScript's ``encodeURIComponent`` (UTF-8) that also
+    escapes ``!'()*``, so that only ``A-Za-z0-9-_.~`` and ``%XX`` (upper-case hex) remain."""
+    return urllib.parse.quote(value, safe="")
+
+
+def option_value(text: str) -> str:
+    """The value of the variable option whose text is ``text``: what ClickHouse's
+    ``encodeURLComponent(text)`` returns in the first column of a variable query.
+
+    Set variables with it, as Grafana would store the choice: ``{"project": option_value("a,b")}``.
+    """
+    return urllib.parse.quote(text, safe="")
+
+
+def _percentencode(value: str | list[str]) -> str:
+    """Grafana's ``percentencode`` format: a list is wrapped in braces and joined by commas first."""
+    if isinstance(value, list):
+        return encode_uri_component_strict("{" + ",".join(value) + "}")
+    return encode_uri_component_strict(value)
+
+
 def _quote(value: str, quote: str) -> str:
     return quote + value.replace(quote, "\\" + quote) + quote
 
 
-_FORMATS: dict[str, Callable[[list[str]], str]] = {
+def _joined(fmt: Callable[[str], str]) -> Callable[[str | list[str]], str]:
+    return lambda value: ",".join(fmt(v) for v in ([value] if isinstance(value, str) else value))
+
+
+_FORMATS: dict[str, Callable[[str | list[str]], str]] = {
     # The plugin's own default: lists become a quoted, comma separated list; one value stays raw.
-    "": lambda values: values[0] if len(values) == 1 else ",".join(_quote(v, "'") for v in values),
-    "raw": ",".join,
-    "csv": ",".join,
-    "text": ",".join,
-    "singlequote": lambda values: ",".join(_quote(v, "'") for v in values),
-    "doublequote": lambda values: ",".join(_quote(v, '"') for v in values),
-    "sqlstring": lambda values: ",".join("'" + v.replace("'", "''") + "'" for v in values),
+    "": lambda value: value if isinstance(value, str) else ",".join(_quote(v, "'") for v in value),
+    "raw": _joined(str),
+    "csv": _joined(str),
+    "text": _joined(str),
+    "singlequote": _joined(lambda v: _quote(v, "'")),
+    "doublequote": _joined(lambda v: _quote(v, '"')),
+    "sqlstring": _joined(lambda v: "'" + v.replace("'", "''") + "'"),
+    "percentencode": _percentencode,
 }
+
+
+def _format_all(fmt: str) -> str:
+    """A custom all value is inserted as it is, except in the text and percentencode formats
+    (Grafana's CustomAllValue.formatter and templateSrv both percent-encode it)."""
+    if fmt == "text":
+        return "All"
+    if fmt == "percentencode":
+        return _percentencode(ALL_VALUE)
+    return ALL_VALUE
 
 
 def _format_variable(name: str, fmt: str, context: QueryContext) -> str:
@@ -74,20 +125,22 @@ def _format_variable(name: str, fmt: str, context: QueryContext) -> str:
     value = context.values[name]
     values = [value] if isinstance(value, str) else list(value)
     if values == [ALL]:
-        return ALL_VALUE_SQL
+        return _format_all(fmt)
     if ALL in values:
         raise MacroError(f"variable ${name}: {ALL} (All) cannot be combined with other values")
-    return _FORMATS[fmt](values)
+    return _FORMATS[fmt](value if isinstance(value, str) else values)
 
 
 def expand_variables(sql: str, context: QueryContext) -> str:
     """Interpolates dashboard variables; names starting with ``__`` are left for the macros."""
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("bare")
+        name = match.group("braced") or match.group("bare") or match.group("old")
         if name.startswith("__"):
             return match.group(0)
-        return _format_variable(name, match.group("format") or "", context)
+        if match.group("path"):
+            raise MacroError(f"field paths are not supported: {match.group(0)}")
+        return _format_variable(name, match.group("format") or match.group("old_format") or "", context)
 
     return _VARIABLE.sub(replace, sql)
 

@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.models import common
 
 from runstream_worker.dashboards.panels import with_query
-from runstream_worker.dashboards.variables import datasource_variable, in_variable, query_variable
+from runstream_worker.dashboards.variables import datasource_variable, in_variable, option_columns, query_variable
 
 UID = "runstream-pipeline-health"
 
@@ -21,7 +21,7 @@ def _worker_variable() -> dash.QueryVariable:
     return query_variable(
         "worker",
         "Workers",
-        "SELECT DISTINCT worker FROM pipeline_health WHERE $__timeFilter(ts) ORDER BY worker",
+        f"SELECT DISTINCT {option_columns('worker')} FROM pipeline_health WHERE $__timeFilter(ts) ORDER BY text",
         multi=True,
     )
 

@@ -26,35 +26,40 @@ from runstream_worker.dashboards.variables import (
     datasource_variable,
     in_variable,
     metric_variable,
+    option_columns,
     project_variable,
     query_variable,
     run_variable,
     team_and_project,
     team_variable,
+    variable_text,
 )
 
 UID = "runstream-run-comparison"
 MAX_POINTS_PER_CURVE = 1000
 DIFFERS = " (differs)"
 
-_METRIC = "${metric:singlequote}"
-_GROUP_BY = "${group_by:singlequote}"
+_METRIC = variable_text("metric")
+_GROUP_BY = variable_text("group_by")
 _CHOSEN_RUNS = f"{team_and_project()} AND {in_variable('run_id', 'run')} AND {RUNS_IN_RANGE}"
 
 
 def _group_by_variable() -> dash.QueryVariable:
-    """``run`` (one curve per run), a param key, or ``tag.<key>``: one curve per distinct value."""
+    """``run`` (one curve per run), ``param.<key>`` or ``tag.<key>``: one curve per distinct value.
+
+    The prefixes keep a param or tag key that is ``run``, or that starts with ``tag.``, apart from the rest.
+    """
     return query_variable(
         "group_by",
         "Curve per",
-        f"""SELECT name FROM (
+        f"""SELECT {option_columns("name")} FROM (
     SELECT 'run' AS name
     UNION ALL
-    SELECT DISTINCT toString(key) FROM params WHERE {team_and_project()}
+    SELECT DISTINCT concat('param.', key) FROM params WHERE {team_and_project()}
     UNION ALL
     SELECT DISTINCT concat('tag.', key) FROM runs ARRAY JOIN mapKeys(tags) AS key WHERE {team_and_project()}
 )
-ORDER BY name != 'run', name""",
+ORDER BY text != 'run', text""",
         default="run",
     )
 
@@ -63,7 +68,7 @@ def _overlay() -> trend.Panel:
     return (
         with_query(
             trend.Panel().x_field("step").show_points(common.VisibilityMode.NEVER),
-            "${metric} by step",
+            "${metric:text} by step",
             f"""
             WITH
                 chosen AS (
@@ -71,7 +76,9 @@ def _overlay() -> trend.Panel:
                            multiIf({_GROUP_BY} = 'run', r.name,
                                    startsWith({_GROUP_BY}, 'tag.'),
                                    concat(substring({_GROUP_BY}, 5), '=', t.tags[substring({_GROUP_BY}, 5)]),
-                                   concat({_GROUP_BY}, '=', r.params[{_GROUP_BY}])) AS series
+                                   startsWith({_GROUP_BY}, 'param.'),
+                                   concat(substring({_GROUP_BY}, 7), '=', r.params[substring({_GROUP_BY}, 7)]),
+                                   '') AS series
                     FROM run_table AS r
                     LEFT JOIN (
                         SELECT run_id, argMax(tags, updated_at) AS tags
@@ -80,6 +87,7 @@ def _overlay() -> trend.Panel:
                         GROUP BY run_id
                     ) AS t ON t.run_id = r.run_id
                     WHERE {_CHOSEN_RUNS}
+                      AND ({_GROUP_BY} = 'run' OR startsWith({_GROUP_BY}, 'tag.') OR startsWith({_GROUP_BY}, 'param.'))
                 ),
                 (
                     SELECT max(last_step) FROM metric_summary
@@ -178,7 +186,7 @@ def _params_table() -> table.Panel:
 def _summary_table() -> table.Panel:
     return with_query(
         table.Panel(),
-        "${metric} of the chosen runs",
+        "${metric:text} of the chosen runs",
         f"""
         SELECT r.name AS run, sum(s.points) AS points, min(s.min_value) AS min_value, max(s.max_value) AS max_value,
                argMaxMerge(s.last) AS last_value, max(s.last_step) AS last_step
@@ -197,13 +205,13 @@ def _summary_table() -> table.Panel:
 def _leaderboard() -> table.Panel:
     return with_query(
         table.Panel(),
-        "Leaderboard: best ${metric}",
+        "Leaderboard: best ${metric:text}",
         f"""
         SELECT name, run_id, project, user, status,
                last_values[{_METRIC}] AS value, last_steps[{_METRIC}] AS step
         FROM run_table
         WHERE {team_and_project()} AND {RUNS_IN_RANGE} AND mapContains(last_values, {_METRIC})
-        ORDER BY if(${{best:singlequote}} = 'max', -value, value), name
+        ORDER BY if({variable_text("best")} = 'max', -value, value), name
         LIMIT 20
         """,
         description="Runs of the chosen teams and projects ranked by the metric's value at their last step.",

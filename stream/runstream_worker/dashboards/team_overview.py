@@ -19,10 +19,12 @@ from runstream_worker.dashboards.variables import (
     datasource_variable,
     in_variable,
     metric_variable,
+    option_columns,
     project_variable,
     query_variable,
     team_and_project,
     team_variable,
+    variable_text,
 )
 
 UID = "runstream-team-overview"
@@ -30,14 +32,16 @@ UID = "runstream-team-overview"
 # Runs of the chosen teams, projects and groups that ran during the time range.
 _RUNS = f"{team_and_project()} AND {in_variable('run_group', 'group')} AND {RUNS_IN_RANGE}"
 _LATEST_STEP = "if(empty(last_steps), -1, arrayMax(mapValues(last_steps)))"
-_KEY_METRIC = "if(mapContains(last_values, ${metric:singlequote}), last_values[${metric:singlequote}], NULL)"
+_METRIC = variable_text("metric")
+_KEY_METRIC = f"if(mapContains(last_values, {_METRIC}), last_values[{_METRIC}], NULL)"
 
 
 def _group_variable() -> dash.QueryVariable:
     return query_variable(
         "group",
         "Group",
-        f"SELECT DISTINCT run_group FROM runs WHERE {team_and_project()} AND run_group != '' ORDER BY run_group",
+        f"SELECT DISTINCT {option_columns('run_group')} FROM runs WHERE {team_and_project()} AND run_group != ''"
+        " ORDER BY text",
         multi=True,
     )
 
@@ -109,7 +113,7 @@ def _gpu_hours_this_week() -> table.Panel:
 def _active_runs() -> table.Panel:
     return with_query(
         table.Panel(),
-        "Active runs: latest step and ${metric}",
+        "Active runs: latest step and ${metric:text}",
         f"""
         SELECT name, run_id, project, user, started_at, {_LATEST_STEP} AS step, {_KEY_METRIC} AS last_value,
                stalled

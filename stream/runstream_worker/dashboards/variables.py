@@ -1,8 +1,16 @@
-"""Dashboard variables shared by the dashboards, and the SQL filters that read them.
+"""Dashboard variables shared by the dashboards, and the SQL that reads them.
 
-Every include-all variable has the custom all value ``'__all__'``: "All" then costs one constant
-comparison instead of an IN list of every team, project or run. ``in_variable`` writes the filter
-that accepts both.
+Names come from producers and may hold any character, so no variable's text ever reaches SQL as it
+is. Every query variable returns two columns: the option's value, ``encodeURLComponent(text)``
+computed in ClickHouse, then the text shown. SQL reads a variable only as
+``'${name:percentencode}'``: Grafana percent-encodes the value (a multi-value one as
+``{v1,v2}``, encoded as a whole), which leaves nothing but ``A-Za-z0-9-_.~%`` inside the quotes,
+and ClickHouse decodes it back (``selected_texts``, ``variable_text``). Grafana's ``singlequote``
+and ``sqlstring`` formats are not safe against ClickHouse's backslash escapes and are never used.
+
+Every include-all variable has the custom all value ``*`` (``ALL_VALUE``), which no option's value
+can equal: "All" then costs one constant comparison instead of an IN list of every team, project
+or run. ``in_variable`` writes the filter that accepts both.
 """
 
 from __future__ import annotations
@@ -15,16 +23,54 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from runstream_worker.dashboards.clickhouse_query import DATASOURCE, DATASOURCE_UID, PLUGIN_ID
-from runstream_worker.dashboards.macros import ALL, ALL_VALUE_SQL
+from runstream_worker.dashboards.macros import ALL, ALL_VALUE, option_value
 
 # A run belongs to a time range when it ran during some part of it.
 RUNS_IN_RANGE = "started_at <= $__toTime AND (ended_at IS NULL OR ended_at >= $__fromTime)"
 
 
+def encoded(variable: str) -> str:
+    """The variable as a SQL string literal, percent-encoded by Grafana (``%7Ba%2Cb%7D`` for [a, b])."""
+    return f"'${{{variable}:percentencode}}'"
+
+
+def selected_texts(variable: str) -> str:
+    """SQL for the array of texts chosen in ``variable``.
+
+    Grafana encodes a list as ``encode("{" + values.join(",") + "}")`` and each value is itself an
+    encoded text. Decoding that once, stripping one pair of braces, splitting on commas and decoding
+    each element gives the texts; this does the same steps on the encoded string, where a brace or
+    comma can only be Grafana's own (``%7B``, ``%7D``, ``%2C``; those of a text arrive as
+    ``%257B``...) and no line break can occur (ClickHouse versions differ on whether ``.`` matches
+    one), then decodes each element twice. A value typed by hand is read as an option value: a
+    comma in it separates texts, ``%2C`` stands for a comma.
+    """
+    unwrapped = f"replaceRegexpOne({encoded(variable)}, '^%7B(.*)%7D$', '\\\\1')"
+    return f"arrayMap(x -> decodeURLComponent(decodeURLComponent(x)), splitByString('%2C', {unwrapped}))"
+
+
+def is_all(variable: str) -> str:
+    """SQL that is true when ``variable`` is set to All (its custom all value)."""
+    return f"decodeURLComponent({encoded(variable)}) = '{ALL_VALUE}'"
+
+
+def variable_text(variable: str) -> str:
+    """SQL for the text chosen in a single-value variable: its value decoded twice."""
+    return f"decodeURLComponent(decodeURLComponent({encoded(variable)}))"
+
+
 def in_variable(column: str, variable: str) -> str:
-    """``column`` is one of the variable's selected values, or the variable is set to All."""
-    values = f"${{{variable}:singlequote}}"
-    return f"({column} IN ({values}) OR {ALL_VALUE_SQL} IN ({values}))"
+    """``column`` is one of the texts selected in ``variable``, or the variable is set to All.
+
+    ``column IN (SELECT arrayJoin(...))`` keeps ClickHouse's primary-key pruning on ``team``,
+    ``project`` and ``run_id`` (``has(array, column)`` is not used for the index by ClickHouse 25.8).
+    """
+    return f"({column} IN (SELECT arrayJoin({selected_texts(variable)})) OR {is_all(variable)})"
+
+
+def option_columns(text: str, value_of: str | None = None) -> str:
+    """The two columns of a variable query: the value (``value_of`` encoded, ``text`` by default) and the text."""
+    return f"encodeURLComponent({value_of or text}) AS value, {text} AS text"
 
 
 def team_and_project(prefix: str = "") -> str:
@@ -33,8 +79,8 @@ def team_and_project(prefix: str = "") -> str:
     return f"{in_variable(qualify + 'team', 'team')} AND {in_variable(qualify + 'project', 'project')}"
 
 
-def _option(value: str, text: str | None = None) -> VariableOption:
-    return VariableOption(selected=True, text=text if text is not None else value, value=value)
+def _option(value: str, text: str) -> VariableOption:
+    return VariableOption(selected=True, text=text, value=value)
 
 
 def datasource_variable() -> dash.DatasourceVariable:
@@ -52,13 +98,14 @@ def query_variable(
     sql: str,
     *,
     multi: bool = False,
-    default: str = ALL,
+    default: str | None = None,
     refresh: VariableRefresh = VariableRefresh.ON_TIME_RANGE_CHANGED,
     sort: VariableSort = VariableSort.DISABLED,
 ) -> dash.QueryVariable:
-    """A variable fed by ``sql``: one column (value), or two (value, then the text shown).
+    """A variable fed by ``sql``, whose columns are ``option_columns``: the value, then the text shown.
 
-    Multi-value variables offer All, selected by default; single-value ones start on ``default``.
+    Multi-value variables offer All, selected by default; single-value ones start on the option
+    whose text is ``default``.
     """
     variable = (
         dash.QueryVariable(name)
@@ -71,15 +118,17 @@ def query_variable(
         .include_all(multi)
     )
     if multi:
-        return variable.all_value(ALL_VALUE_SQL).current(_option(ALL, "All"))
-    return variable.current(_option(default))
+        return variable.all_value(ALL_VALUE).current(_option(ALL, "All"))
+    if default is None:
+        raise ValueError(f"single-value variable {name!r} needs a default")
+    return variable.current(_option(option_value(default), default))
 
 
 def team_variable() -> dash.QueryVariable:
     return query_variable(
         "team",
         "Team",
-        "SELECT DISTINCT team FROM runs ORDER BY team",
+        f"SELECT DISTINCT {option_columns('team')} FROM runs ORDER BY text",
         multi=True,
         refresh=VariableRefresh.ON_DASHBOARD_LOAD,
     )
@@ -89,7 +138,7 @@ def project_variable() -> dash.QueryVariable:
     return query_variable(
         "project",
         "Project",
-        f"SELECT DISTINCT project FROM runs WHERE {in_variable('team', 'team')} ORDER BY project",
+        f"SELECT DISTINCT {option_columns('project')} FROM runs WHERE {in_variable('team', 'team')} ORDER BY text",
         multi=True,
         refresh=VariableRefresh.ON_DASHBOARD_LOAD,
     )
@@ -100,8 +149,8 @@ def run_variable() -> dash.QueryVariable:
     return query_variable(
         "run",
         "Runs",
-        f"SELECT run_id, name FROM run_table WHERE {team_and_project()} AND {RUNS_IN_RANGE}"
-        " ORDER BY started_at DESC, run_id",
+        f"SELECT {option_columns('name', value_of='run_id')} FROM run_table"
+        f" WHERE {team_and_project()} AND {RUNS_IN_RANGE} ORDER BY started_at DESC, run_id",
         multi=True,
     )
 
@@ -110,7 +159,7 @@ def metric_variable(default: str = "loss") -> dash.QueryVariable:
     return query_variable(
         "metric",
         "Metric",
-        f"SELECT DISTINCT key FROM metric_summary WHERE {team_and_project()} ORDER BY key",
+        f"SELECT DISTINCT {option_columns('key')} FROM metric_summary WHERE {team_and_project()} ORDER BY text",
         default=default,
     )
 
