@@ -11,7 +11,7 @@ then time only the logging call with ``time.perf_counter_ns()``. Variants, in or
 
 A peer that is not installed or refuses to start is skipped with a message and reported as null, so this
 also runs from the main venv. Peers live in the ``bench`` extra:
-``python3 -m venv .venv-bench && .venv-bench/bin/pip install -e ".[bench]"``.
+``make bench-venv`` (locked in uv.lock).
 Needs a running broker for the Kafka-up figures (`make kafka-up`; RUNSTREAM_KAFKA_BOOTSTRAP to use another).
 Everything is written under one temporary directory, removed at the end.
 Last line: one JSON object with the figures.

@@ -107,7 +107,7 @@ def readonly(endpoint_factory: Callable[..., Endpoint], tmp_path: Path) -> Endpo
     sink = ClickHouseSink(writable.settings)
     sink.write(decode_batch([SourceRecord("runstream.metrics", 0, 1, encode_event(batch))], "runstream.").rows, "a")
     sink.close()
-    writable.server.stop()
+    writable.stop()
     return endpoint_factory(path)
 
 

@@ -74,7 +74,7 @@ def engine_types(endpoint: Endpoint, sql: str) -> list[str]:
 
 def go_request(endpoint: Endpoint, queries: dict[str, str], **extra: Any) -> dict[str, Any]:
     return {
-        "addr": f"127.0.0.1:{endpoint.server.port}",
+        "addr": f"127.0.0.1:{endpoint.port}",
         "user": endpoint.user,
         "password": endpoint.password,
         "database": "runstream",
@@ -200,7 +200,7 @@ def test_clickhouse_connect_with_each_compression(
 
     endpoint = endpoint_factory(tmp_path / "db", writable=True)
     client = clickhouse_connect.get_client(
-        host="127.0.0.1", port=endpoint.server.port, username=endpoint.user, password=endpoint.password,
+        host="127.0.0.1", port=endpoint.port, username=endpoint.user, password=endpoint.password,
         compress=compress,
     )  # fmt: skip
     try:

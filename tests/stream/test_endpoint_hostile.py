@@ -40,7 +40,7 @@ def store(endpoint_factory: Callable[..., Endpoint], tmp_path: Path) -> Path:
     sink = ClickHouseSink(writable.settings)
     sink.write(decode_batch([SourceRecord("runstream.metrics", 0, 1, encode_event(batch))], "runstream.").rows, "a")
     sink.close()
-    writable.server.stop()
+    writable.stop()
     return path
 
 
@@ -231,7 +231,7 @@ def test_a_long_query_blocks_no_one_and_stops_at_the_limit(
 
 def test_stop_cancels_running_queries_within_a_bound(endpoint_factory: Callable[..., Endpoint], store: Path) -> None:
     endpoint = endpoint_factory(store, http_max_execution_time=600)
-    replies: list[object] = []
+    replies: list[Reply] = []
     threads = [
         threading.Thread(target=lambda: replies.append(endpoint.request("SELECT count() FROM system.numbers")))
         for _ in range(2)
@@ -240,11 +240,13 @@ def test_stop_cancels_running_queries_within_a_bound(endpoint_factory: Callable[
         thread.start()
     time.sleep(1.0)
     started = time.monotonic()
-    endpoint.server.stop()
+    endpoint.stop()
     assert time.monotonic() - started < 10
     for thread in threads:
         thread.join(10)
         assert not thread.is_alive()
+    # Each client is told its query was cancelled, as a server's KILL QUERY tells it.
+    assert [(reply.code, reply.status) for reply in replies] == [("394", 500), ("394", 500)], replies
 
 
 def test_bodies_are_capped_before_and_after_decompression(
@@ -281,7 +283,7 @@ def test_malformed_requests_and_slow_clients_do_not_hold_threads(
     endpoint_factory: Callable[..., Endpoint], store: Path
 ) -> None:
     endpoint = endpoint_factory(store, http_headers_timeout=1, http_receive_timeout=1, http_max_connections=20)
-    port = endpoint.server.port
+    port = endpoint.port
     auth = base64.b64encode(f"runstream:{endpoint.password}".encode())
     negative = _raw(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + auth + b"\r\n"
                     b"Content-Length: -5\r\n\r\nSELECT 1")  # fmt: skip
@@ -305,9 +307,9 @@ def test_too_many_connections_get_503_and_too_many_queries_get_202(
     endpoint_factory: Callable[..., Endpoint], store: Path
 ) -> None:
     endpoint = endpoint_factory(store, http_max_connections=2, http_max_concurrent_queries=1, http_headers_timeout=5)
-    held = [socket.create_connection(("127.0.0.1", endpoint.server.port)) for _ in range(2)]
+    held = [socket.create_connection(("127.0.0.1", endpoint.port)) for _ in range(2)]
     time.sleep(0.3)
-    refused = _raw(endpoint.server.port, b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=3)
+    refused = _raw(endpoint.port, b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=3)
     assert refused.startswith(b"HTTP/1.1 503"), refused
     for sock in held:
         sock.close()
@@ -326,7 +328,7 @@ def test_too_many_connections_get_503_and_too_many_queries_get_202(
 
 def test_results_stream_without_being_held_whole(endpoint: Endpoint) -> None:
     """A 300 MB result arrives in chunks; the reply never had to fit in the server's memory at once."""
-    connection = __import__("http.client").client.HTTPConnection("127.0.0.1", endpoint.server.port, timeout=60)
+    connection = __import__("http.client").client.HTTPConnection("127.0.0.1", endpoint.port, timeout=60)
     token = base64.b64encode(f"runstream:{endpoint.password}".encode()).decode()
     connection.request(
         "POST", "/?default_format=RowBinary", body=b"SELECT repeat('x', 1000) FROM numbers(300000)",

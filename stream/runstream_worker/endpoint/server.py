@@ -79,7 +79,7 @@ class EndpointServer:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         return f"http://{host}:{self.port}"
 
-    def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+    def _announce(self) -> None:
         log.info(
             "serving clickhouse http",
             url=self.url,
@@ -87,12 +87,20 @@ class EndpointServer:
             user=self.config.user,
             password_file=str(self.config.password_file) if self.config.password_file else None,
         )
+
+    def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in this thread until ``request_stop()``."""
+        self._announce()
         if on_ready is not None:
             on_ready()
         self._server.serve_forever(poll_interval=0.2)
 
     def start(self) -> EndpointServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="clickhouse-http", daemon=True)
+        """Serve in a thread of its own (announced from the caller's thread)."""
+        self._announce()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="clickhouse-http", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -344,13 +352,18 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
 
     def close_connections(self, bound_s: float) -> None:
-        """Shut every open connection down; handler threads see their sockets end and return."""
+        """Let handlers finish their replies (a cancelled query answers ``Code: 394``) for a part of
+        ``bound_s``, then shut every connection still open; handler threads see it end and return."""
+        deadline = time.monotonic() + bound_s
+        self._wait_closed(time.monotonic() + bound_s / 3)
         with self._open_lock:
             open_now = list(self._open)
         for sock in open_now:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + bound_s
+        self._wait_closed(deadline)
+
+    def _wait_closed(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             with self._open_lock:
                 if not self._open:
