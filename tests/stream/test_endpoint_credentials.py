@@ -62,3 +62,23 @@ def test_runstream_serve_refuses_a_network_address_without_a_password(tmp_path: 
     )  # fmt: skip
     assert result.returncode == 1
     assert "RUNSTREAM_HTTP_PASSWORD" in result.stderr
+
+
+def test_runstream_serve_is_read_only_unless_writable(tmp_path: Path) -> None:
+    """``runstream serve`` without ``--writable`` refuses DDL, by POST as by GET."""
+    from tests.fixtures.endpoint import Endpoint, client_settings
+    from tests.fixtures.pipeline import ServedClickHouse
+
+    served = ServedClickHouse(tmp_path / "db", tmp_path / "serve.log", writable=False).start()
+    try:
+        endpoint = Endpoint(served.port, client_settings(served.url, tmp_path / "state"))
+        for method in ("POST", "GET"):
+            reply = endpoint.request(
+                "CREATE TABLE t (a UInt8) ENGINE = Memory" if method == "POST" else None,
+                {} if method == "POST" else {"query": "CREATE TABLE t (a UInt8) ENGINE = Memory"},
+                method=method,
+            )
+            assert (reply.code, reply.status) == ("164", 500), reply.text
+        assert endpoint.query("EXISTS TABLE t") == "0\n"
+    finally:
+        served.stop()
