@@ -49,11 +49,13 @@ def test_stack_runs_official_images_our_worker_and_the_demo(compose: dict[str, A
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_PLUGINS_PREINSTALL"]
-    assert services["worker"]["build"]["dockerfile"] == "Dockerfile"
-    assert (REPO / services["worker"]["build"]["dockerfile"]).exists()
-    assert services["worker"]["command"] == ["worker", "--migrate"]
+    assert services["migrate"]["build"]["dockerfile"] == "Dockerfile"
+    assert (REPO / services["migrate"]["build"]["dockerfile"]).exists()
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["worker"]["command"] == ["worker"]
+    assert services["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["demo"]["command"] == ["demo"]
-    for name in ("worker", "demo"):
+    for name in ("migrate", "worker", "demo"):
         env = services[name]["environment"]
         assert env["RUNSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert env["RUNSTREAM_CLICKHOUSE_URL"] == "http://clickhouse:8123"
@@ -84,3 +86,23 @@ def test_grafana_provisioning_files_are_well_formed() -> None:
         (1, "/var/lib/grafana/dashboards/team"),
         (1, "/var/lib/grafana/dashboards/admin"),
     ]
+
+
+def test_the_stack_syncs_teams_on_the_server(compose: dict[str, Any]) -> None:
+    """The teams service runs `runstream teams sync` against the server and Grafana, after the
+    migrations and once Grafana answers, with every password from the environment."""
+    teams = compose["services"]["teams"]
+    assert teams["command"][:3] == ["teams", "sync", "/etc/runstream/teams.yaml"]
+    env = teams["environment"]
+    assert env["RUNSTREAM_CLICKHOUSE_URL"] == "http://clickhouse:8123"
+    assert env["RUNSTREAM_GRAFANA_URL"] == "http://grafana:3000"
+    assert env["RUNSTREAM_GRAFANA_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert teams["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"},
+        "grafana": {"condition": "service_healthy"},
+    }
+    assert teams["volumes"][0] == "${RUNSTREAM_TEAMS_FILE:-./deploy/teams.example.yaml}:/etc/runstream/teams.yaml:ro"
+    assert (REPO / "deploy" / "teams.example.yaml").exists()
+    example = (REPO / ".env.example").read_text()
+    for team in ("VISION", "NLP", "SPEECH"):
+        assert f"RUNSTREAM_TEAM_{team}_CLICKHOUSE_PASSWORD=\n" in example

@@ -49,13 +49,20 @@ def client(seeded: tuple[Settings, SeedFacts]) -> Iterator[Client]:
 
 
 class RecordingSession:
-    """Reads go to the real engine; statements are recorded, since chDB refuses access management."""
+    """Reads go to the real engine; statements are recorded, since chDB refuses access management.
 
-    def __init__(self, client: Client) -> None:
+    chDB cannot list users either (its user lacks SHOW USERS): ``users`` stands for the server's
+    ``system.users``.
+    """
+
+    def __init__(self, client: Client, users: Sequence[str] = ("default",)) -> None:
         self.client = client
+        self.users = list(users)
         self.executed: list[str] = []
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
+        if "system.users" in sql:
+            return [(user,) for user in sorted(self.users)]
         return self.client.query(sql, parameters=dict(parameters or {})).result_rows
 
     def execute(self, sql: str) -> None:

@@ -133,6 +133,22 @@ def test_the_engine_parser_accepts_every_statement(client: Client) -> None:
     assert echoed == [("' OR 1=1 --",)]
 
 
+def test_users_of_removed_teams_are_dropped_with_their_policies(client: Client) -> None:
+    """Removing a team from teams.yaml ends its access on a server at the next sync."""
+    objects = TeamObjects(("metrics", "runs"), ("run_table",))
+    existing = ["default", "grafana", "team_vision", "team_gone", "team_Not-Ours", "runstream"]
+    statements = access.removal_statements(existing, ["vision"], objects, "runstream")
+    assert [s.sql for s in statements] == [
+        "DROP USER IF EXISTS `team_gone`",
+        "DROP ROW POLICY IF EXISTS `runstream_team_gone` ON `runstream`.`metrics`",
+        "DROP ROW POLICY IF EXISTS `runstream_team_gone` ON `runstream`.`runs`",
+    ]
+    for statement in statements:
+        formatted = client.query("SELECT formatQuery({sql:String})", parameters={"sql": statement.sql}).result_rows
+        assert formatted[0][0], statement.sql
+    assert access.removal_statements(["team_vision"], ["vision"], objects, "runstream") == []
+
+
 def test_embedded_engine_cannot_hold_users(client: Client) -> None:
     """Why isolation is checked through filters here: chDB refuses access management outright."""
     statement = access.team_statements("vision", "pw", TeamObjects(("runs",), ()), "runstream")[0]

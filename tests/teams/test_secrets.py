@@ -63,8 +63,16 @@ def test_every_missing_secret_is_named(tmp_path: Path) -> None:
         resolve_secrets(CONFIG, settings(grafana_password=SecretStr("")), secrets_file=file, environ={})
     assert str(raised.value) == (
         f"missing secrets, set them in the environment or {file}: RUNSTREAM_TEAM_VISION_CLICKHOUSE_PASSWORD, "
-        "RUNSTREAM_TEAM_SPEECH_CLICKHOUSE_PASSWORD, RUNSTREAM_GRAFANA_PASSWORD"
+        "RUNSTREAM_TEAM_SPEECH_CLICKHOUSE_PASSWORD"
     )
+
+
+def test_grafana_is_optional_the_team_passwords_are_not(tmp_path: Path) -> None:
+    environ = {f"RUNSTREAM_TEAM_{t}_CLICKHOUSE_PASSWORD": "pw" for t in ("VISION", "NLP", "SPEECH")}
+    without = resolve_secrets(CONFIG, settings(grafana_password=SecretStr("")), environ=environ)
+    assert without.grafana is False
+    with_grafana = resolve_secrets(CONFIG, settings(grafana_password=SecretStr("g")), environ=environ)
+    assert with_grafana.grafana is True
 
 
 def test_unreadable_or_malformed_secrets_files(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runstream_worker.endpoint.users import read_users
 from tests.teams.conftest import write_dashboards
 from tests.teams.grafana_double import GrafanaState, grafana_double
 from tests.test_cli import runstream
@@ -64,13 +66,16 @@ def test_dry_run_prints_the_plan_and_sql_without_writing(
         "--dashboards",
         str(tmp_path / "dashboards"),
         "--dry-run",
-        env=environment(url, schema),
+        env=environment(url, schema, RUNSTREAM_STATE_DIR=str(tmp_path / "state")),
     )
     assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "state" / "http_users.json").exists()
     lines = result.stdout.splitlines()
-    assert "apply     clickhouse user team_nlp: password, profile, row policy team = 'nlp' on 10 table(s), " in (
-        "\n".join(lines)
-    )
+    state_dir = tmp_path / "state"
+    assert (
+        f"apply     clickhouse user team_nlp: password (salted hash) in {state_dir / 'http_users.json'}; reads the "
+        "tables with a team column, cut to team = 'nlp' by the endpoint"
+    ) in lines
     assert "create    grafana    organization Vision in Vision" in lines
     assert "create    grafana    member ada in Vision (Editor)" in lines
     assert "create    grafana    datasource runstream-clickhouse in NLP (user team_nlp)" in lines
@@ -81,20 +86,33 @@ def test_dry_run_prints_the_plan_and_sql_without_writing(
     assert state.writes() == []
 
 
-def test_real_sync_on_the_embedded_engine_is_refused_before_any_request(
+def test_real_sync_on_the_embedded_store_writes_the_endpoints_users(
     grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
 ) -> None:
     url, state = grafana
     (tmp_path / "teams.yaml").write_text(TEAMS_YAML)
-    result = runstream(
-        "teams",
-        "sync",
-        str(tmp_path / "teams.yaml"),
-        env=environment(url, schema, RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD="nlp-pw"),
+    users_file = tmp_path / "state" / "http_users.json"
+    env = environment(
+        url, schema, RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD="nlp-pw", RUNSTREAM_STATE_DIR=str(tmp_path / "state")
     )
-    assert result.returncode == 1
-    assert "per-team ClickHouse users need a ClickHouse server" in result.stderr
-    assert state.requests == []
+    result = runstream("teams", "sync", str(tmp_path / "teams.yaml"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"team user(s) written to {users_file}" in result.stdout
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    users = read_users(users_file)
+    assert sorted(users) == ["team_nlp", "team_vision"]
+    assert users["team_vision"].matches("vision-pw") and not users["team_vision"].matches("nlp-pw")
+    assert "vision-pw" not in users_file.read_text() and "nlp-pw" not in users_file.read_text()
+    assert state.writes()  # and Grafana was synced too
+    # A team removed from the file loses its user; without Grafana settings only ClickHouse is synced.
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML.split("  - name: nlp", maxsplit=1)[0])
+    env.pop("RUNSTREAM_GRAFANA_PASSWORD")
+    requests_before = len(state.requests)
+    again = runstream("teams", "sync", str(tmp_path / "teams.yaml"), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "grafana: skipped, RUNSTREAM_GRAFANA_PASSWORD is not set (ClickHouse side only)" in again.stdout
+    assert sorted(read_users(users_file)) == ["team_vision"]
+    assert len(state.requests) == requests_before
 
 
 def test_missing_secrets_are_named_and_nothing_is_requested(

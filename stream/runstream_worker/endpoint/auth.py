@@ -14,19 +14,27 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from pathlib import Path
 
+from runstream._log import get_logger
+from runstream.errors import UsageError
 from runstream_worker.endpoint.errors import Code, EndpointError
+from runstream_worker.endpoint.users import TeamUser, read_users
+
+log = get_logger("runstream.endpoint")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """A signed-in user."""
+    """A signed-in user: the endpoint's own user (``admin``, every row), or a team's user."""
 
     name: str
     admin: bool
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,13 +80,46 @@ def credentials(headers: Message, params: Mapping[str, str]) -> tuple[str, str] 
 
 
 class Authenticator:
-    """Users and their passwords; ``authenticate`` returns the principal or raises."""
+    """Users and their passwords; ``authenticate`` returns the principal or raises.
 
-    def __init__(self, admin_user: str, admin_password: str) -> None:
-        self._users: dict[str, tuple[PasswordHash, Principal]] = {
-            admin_user: (PasswordHash.of(admin_password), Principal(admin_user, admin=True))
-        }
+    The endpoint's own user comes from settings; team users from ``users_file``, read again
+    whenever it changes (a sync applies from the next request). A file that cannot be read signs
+    no team user in: closed, never open.
+    """
+
+    def __init__(self, admin_user: str, admin_password: str, users_file: Path | None = None) -> None:
+        self._admin = (admin_user, PasswordHash.of(admin_password), Principal(admin_user, admin=True))
+        self._users_file = users_file
+        self._seen: tuple[int, int] | None = None
+        self._teams: dict[str, TeamUser] = {}
+        self._lock = threading.Lock()
         self._decoy = PasswordHash.of(secrets.token_urlsafe(16))  # same work for unknown users
+        self.generation = 0
+        """Counts reloads of the users file: whatever was derived from the users is stale when it moves."""
+
+    def _reload(self) -> None:
+        if self._users_file is None:
+            return
+        try:
+            stat = self._users_file.stat()
+            seen: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            seen = None
+        with self._lock:
+            if seen == self._seen and (seen is not None or not self._teams):
+                return
+            try:
+                self._teams = read_users(self._users_file) if seen is not None else {}
+            except UsageError as exc:
+                log.error("team users not loaded: team users cannot sign in", error=str(exc))
+                self._teams = {}
+            self._seen = seen
+            self.generation += 1
+
+    def teams(self) -> list[str]:
+        """The teams whose users can sign in now."""
+        self._reload()
+        return sorted(user.team for user in self._teams.values())
 
     def authenticate(self, given: tuple[str, str] | None) -> Principal:
         if given is None:
@@ -88,9 +129,17 @@ class Authenticator:
                 "(HTTP basic auth, or the X-ClickHouse-User and X-ClickHouse-Key headers)",
             )
         user, password = given
-        entry = self._users.get(user)
-        hashed, principal = entry if entry else (self._decoy, None)
-        if not hashed.matches(password) or principal is None:
+        self._reload()
+        principal: Principal | None = None
+        if user == self._admin[0]:
+            matched = self._admin[1].matches(password)
+            principal = self._admin[2]
+        elif (team_user := self._teams.get(user)) is not None:
+            matched = team_user.matches(password)
+            principal = Principal(team_user.name, admin=False, team=team_user.team)
+        else:
+            matched = self._decoy.matches(password)
+        if not matched or principal is None:
             raise EndpointError(
                 Code.AUTHENTICATION_FAILED,
                 f"{user[:64]}: Authentication failed: password is incorrect, or there is no user with such name",

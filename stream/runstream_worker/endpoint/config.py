@@ -8,6 +8,7 @@ from pathlib import Path
 from runstream._endpoint_credentials import endpoint_password, is_loopback
 from runstream.settings import Settings
 from runstream_worker.endpoint.request_settings import Limits
+from runstream_worker.endpoint.users import users_path
 
 
 def _names(text: str) -> frozenset[str]:
@@ -36,6 +37,10 @@ class EndpointConfig:
     max_concurrent_queries: int
     allowed_hosts: frozenset[str]
     allowed_origins: frozenset[str]
+    store_database: str = "runstream"
+    """runstream's database in the store: what team users read, and their only database."""
+    users_file: Path | None = None
+    """Team users (``runstream teams sync`` writes it); None: the endpoint's own user only."""
     default_database: str = "default"
 
     @property
@@ -70,4 +75,6 @@ class EndpointConfig:
             max_concurrent_queries=settings.http_max_concurrent_queries,
             allowed_hosts=_names(settings.http_allowed_hosts),
             allowed_origins=_names(settings.http_allowed_origins),
+            store_database=settings.clickhouse_database,
+            users_file=users_path(settings),
         )

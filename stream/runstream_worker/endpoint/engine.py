@@ -10,6 +10,7 @@ process, such as the worker's inserts.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -95,6 +96,20 @@ class EmbeddedEngine:
         if found is None or found.lower() in _CHDB_PSEUDO_FORMATS:
             raise EndpointError(Code.UNKNOWN_FORMAT, f"Unknown input format {name[:64]}")
         return found
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[list[Any]]:
+        """Rows of a query the endpoint itself runs (catalogue lookups), on a handle of its own."""
+        handle = self.handle()
+        try:
+            params = {k: str(v) for k, v in (parameters or {}).items()}
+            body = bytes(handle.query(sql, "JSONCompact", params=params).bytes())
+        finally:
+            handle.close()
+        data: list[list[Any]] = json.loads(body)["data"]
+        return data
+
+    def execute(self, sql: str) -> None:
+        raise EndpointError(Code.READONLY, "the endpoint runs no statements of its own")
 
     def session(self, request_id: str, database: str, settings: Mapping[str, str], *, readonly: int) -> Session:
         return Session(self, request_id, database, settings, readonly=readonly)

@@ -37,7 +37,8 @@ from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.engine import EmbeddedEngine
 from runstream_worker.endpoint.errors import Code, EndpointError, denied
 from runstream_worker.endpoint.request_settings import request_settings, requested_readonly
-from runstream_worker.endpoint.statements import Statement, StatementPolicy
+from runstream_worker.endpoint.statements import Statement, StatementPolicy, TeamScope
+from runstream_worker.team_access import discover
 
 log = get_logger("runstream.endpoint")
 
@@ -51,6 +52,7 @@ _FILE_READING_FORMATS = frozenset(
 )
 _CONTENT_TYPES = {"json": "application/json; charset=UTF-8", "native": "application/octet-stream"}
 STOP_BOUND_S = 5.0
+SCOPE_TTL_S = 60.0
 # Statements the engine streams block by block; the others (DDL, SHOW, ...) return small results whole.
 STREAMED_ROOTS = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery"})
 
@@ -67,7 +69,9 @@ class EndpointServer:
             self.engine.format_query,
             self.engine.table_functions,
         )
-        self.auth = Authenticator(config.user, config.password)
+        self.auth = Authenticator(config.user, config.password, config.users_file)
+        self._scopes: dict[str, tuple[int, float, TeamScope]] = {}
+        self._scopes_lock = threading.Lock()
         self._queries = threading.BoundedSemaphore(config.max_concurrent_queries)
         self._server = _Server((config.host, config.port), _handler(self), config.max_connections)
         self.port = int(self._server.server_address[1])
@@ -137,16 +141,41 @@ class EndpointServer:
                 "use HTTP compression (Accept-Encoding / Content-Encoding: gzip, deflate, lz4 or zstd)",
             )
         principal = self.auth.authenticate(credentials(handler.headers, params))
-        readonly = method != "POST" or not self.config.writable
+        scope = self._scope(principal.team) if principal.team else None
+        readonly = method != "POST" or not self.config.writable or scope is not None
         chunks = body_chunks(handler.rfile, handler.headers, self.config.max_body_bytes)
         body = decoded(chunks, handler.headers.get("Content-Encoding", ""), self.config.max_decompressed_bytes)
         sql, data = self._statement_and_data(params, body, writable=not readonly)
         if method != "POST" and data is not None:
             raise EndpointError(Code.READONLY, "Cannot insert with a GET request: use POST")
-        database = params.get("database") or self.config.default_database
+        database = params.get("database") or (scope.database if scope else self.config.default_database)
+        if scope is not None and database != scope.database:
+            raise scope.refuse(database, "*")
         bindings = {k.removeprefix("param_"): v for k, v in params.items() if k.startswith("param_")}
-        statement = self.policy.check(sql, database=database, allow_writes=not readonly, params=bindings)
-        self._run_statement(handler, principal, statement, params, database, data, head=method == "HEAD")
+        statement = self.policy.check(sql, database=database, allow_writes=not readonly, params=bindings, scope=scope)
+        self._run_statement(handler, principal, statement, params, database, data, head=method == "HEAD", scope=scope)
+
+    def _scope(self, team: str) -> TeamScope:
+        """What ``team`` may read, from the store's catalogue; found again when the users file or
+        (within a minute) the tables change."""
+        generation = self.auth.generation
+        with self._scopes_lock:
+            cached = self._scopes.get(team)
+            if cached and cached[0] == generation and time.monotonic() - cached[1] < SCOPE_TTL_S:
+                return cached[2]
+        database = self.config.store_database
+        objects = discover(self.engine, database)
+        every = self.engine.rows("SELECT name FROM system.tables WHERE database = {db:String}", {"db": database})
+        scope = TeamScope(
+            team=team,
+            database=database,
+            granted=frozenset(objects.granted),
+            store_objects=frozenset(str(row[0]) for row in every),
+            filtered_tables=frozenset(objects.tables),
+        )
+        with self._scopes_lock:
+            self._scopes[team] = (generation, time.monotonic(), scope)
+        return scope
 
     def _check_host_and_origin(self, handler: _Handler) -> None:
         host = (handler.headers.get("Host") or "").strip().lower()
@@ -192,8 +221,11 @@ class EndpointServer:
         data: Iterator[bytes] | None,
         *,
         head: bool,
+        scope: TeamScope | None,
     ) -> None:
-        settings = request_settings(params, self.config.limits, writable=self.config.writable)
+        settings = request_settings(params, self.config.limits, writable=self.config.writable and scope is None)
+        if scope is not None:
+            settings["additional_table_filters"] = scope.table_filters()
         bindings = {k.removeprefix("param_"): v for k, v in params.items() if k.startswith("param_")}
         query_id = params.get("query_id") or str(uuid.uuid4())
         if not _SAFE_HEADER_VALUE.match(query_id):
@@ -206,7 +238,7 @@ class EndpointServer:
         try:
             # Reads run readonly = 1 on a read-only endpoint; on a writable one 2, so that inserting
             # clients see their settings as changeable (SETTINGS clauses are refused either way).
-            readonly = 0 if statement.writes else (2 if self.config.writable else 1)
+            readonly = 0 if statement.writes else (2 if self.config.writable and scope is None else 1)
             asked = requested_readonly(params)
             if asked is not None and statement.writes:
                 raise EndpointError(Code.READONLY, "Cannot execute query in readonly mode (readonly was requested)")

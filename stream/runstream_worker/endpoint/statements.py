@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from runstream_worker.endpoint.errors import Code, EndpointError, denied
+from runstream_worker.team_access import TEAM_USER_PREFIX, team_condition
 
 # Statement roots as EXPLAIN AST names them.
 READ_ROOTS = frozenset(
@@ -131,6 +132,34 @@ _LINE = re.compile(r"^(?P<indent> *)(?P<node>[A-Za-z]+)(?: +(?P<rest>.*))?$")
 
 
 @dataclass(frozen=True)
+class TeamScope:
+    """What a team's user may read (``team_access``): the granted objects of the store's database,
+    each table cut to the team's rows by the filters the endpoint sets on the session."""
+
+    team: str
+    database: str
+    granted: frozenset[str]
+    """Tables and views with a team column, readable by the team."""
+    store_objects: frozenset[str]
+    """Every table and view of the database, granted or not."""
+    filtered_tables: frozenset[str]
+    """The granted tables that hold rows: each is cut to the team's rows."""
+
+    def table_filters(self) -> str:
+        """ClickHouse's ``additional_table_filters`` cutting every team table to the team's rows: a
+        view reads through them, and the session's ``readonly = 1`` keeps the query from changing it."""
+        condition = team_condition(self.team).replace("\\", "\\\\").replace("'", "\\'")
+        pairs = ", ".join(f"'{self.database}.{table}': '{condition}'" for table in sorted(self.filtered_tables))
+        return "{" + pairs + "}"
+
+    def refuse(self, database: str, table: str) -> EndpointError:
+        return denied(
+            f"{TEAM_USER_PREFIX}{self.team}: Not enough privileges. To execute this query, it's necessary to have "
+            f"the grant SELECT ON {database}.{table}"
+        )
+
+
+@dataclass(frozen=True)
 class Statement:
     """A statement that passed the checks."""
 
@@ -182,16 +211,23 @@ class StatementPolicy:
         self._cache_lock = threading.Lock()
 
     def check(
-        self, sql: str, *, database: str, allow_writes: bool, params: Mapping[str, str] | None = None
+        self,
+        sql: str,
+        *,
+        database: str,
+        allow_writes: bool,
+        params: Mapping[str, str] | None = None,
+        scope: TeamScope | None = None,
     ) -> Statement:
         """The checked statement, or ``EndpointError`` with the ClickHouse code a server would use.
 
         ``params`` are the request's query parameters: the engine substitutes them before it builds
         the tree (an ``Identifier`` parameter can name a table), so the tree checked is the one run.
+        ``scope`` narrows what a team's user may read; it never allows writes.
         Dashboards send the same statements again and again: the verdict on a statement of up to
         ``CACHED_SQL_BYTES`` is remembered (it depends on nothing but these arguments).
         """
-        key = (sql, tuple(sorted((params or {}).items())), database, allow_writes)
+        key = (sql, tuple(sorted((params or {}).items())), database, allow_writes and scope is None, scope)
         if len(sql) > CACHED_SQL_BYTES:
             return self._check(*key)
         with self._cache_lock:
@@ -211,7 +247,14 @@ class StatementPolicy:
             raise EndpointError(verdict.code, verdict.message, verdict.name)
         return verdict
 
-    def _check(self, sql: str, params: tuple[tuple[str, str], ...], database: str, allow_writes: bool) -> Statement:
+    def _check(
+        self,
+        sql: str,
+        params: tuple[tuple[str, str], ...],
+        database: str,
+        allow_writes: bool,
+        scope: TeamScope | None,
+    ) -> Statement:
         if not sql.strip():
             raise EndpointError(Code.SYNTAX_ERROR, "Empty query")
         info = self._classify(sql)
@@ -224,6 +267,8 @@ class StatementPolicy:
         if not nodes:
             raise EndpointError(Code.SYNTAX_ERROR, "Empty query")
         root = nodes[0].node
+        if scope is not None and root == "Explain":
+            raise denied(f"{TEAM_USER_PREFIX}{scope.team}: EXPLAIN is not allowed for team users")
         if root == "Explain":
             inner = next((n.node for n in nodes[1:] if n.depth == 1), "")
             if inner not in READ_ROOTS:
@@ -246,6 +291,8 @@ class StatementPolicy:
             raise EndpointError(Code.READONLY, "INSERT ... FROM INFILE is not allowed here")
         for node in nodes:
             self._check_node(node, database)
+            if scope is not None:
+                _check_team_node(node, database, scope)
         if not writes and any(node.node == "Set" for node in nodes):
             raise EndpointError(
                 Code.READONLY,
@@ -280,3 +327,21 @@ class StatementPolicy:
 def _statement_name(root: str) -> str:
     words = re.sub(r"(Query|Statement)$", "", root)
     return re.sub(r"(?<!^)(?=[A-Z])", " ", words).upper() or "this statement"
+
+
+def _check_team_node(node: _Node, database: str, scope: TeamScope) -> None:
+    """A team reads the granted objects of the store's database, the catalogue, and nothing else."""
+    if node.node not in {"TableIdentifier", "Identifier"} or not node.name:
+        return
+    qualified, table = _split_qualified(node.name)
+    if qualified is None:
+        # Unqualified: the store's database (a team's session cannot change it). A name that is no
+        # object there is a CTE, an alias or a column, which the engine resolves or refuses.
+        if table in scope.store_objects and table not in scope.granted:
+            raise scope.refuse(database, table)
+        return
+    if qualified == scope.database:
+        if table not in scope.granted:
+            raise scope.refuse(qualified, table)
+    elif qualified not in SYSTEM_DATABASES | CATALOG_DATABASES and node.node == "TableIdentifier":
+        raise scope.refuse(qualified, table)

@@ -23,39 +23,42 @@ team policy, so ``runstream_all_rows`` lets it read every team's rows).
 
 The embedded engine (chDB) cannot hold users: its only user directory is a read-only ``users.xml``,
 its session always runs as ``default`` (which lacks access management), and impersonation is off, so
-``CREATE USER`` and ``CREATE ROW POLICY`` are refused there. Team isolation needs a ClickHouse server;
-on chDB, ``teams sync`` only plans (``--dry-run``).
+``CREATE USER`` and ``CREATE ROW POLICY`` are refused there. For a ``chdb://`` store the same rule
+(``team_access``) is enforced by the endpoint that serves the store instead (``endpoint/``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from runstream.errors import UsageError
-from runstream.settings import Settings
-from runstream_worker.clickhouse import is_embedded
-from runstream_worker.teams.config import TEAM_NAME_PATTERN
+from runstream_worker.team_access import (
+    TEAM_COLUMN,
+    TEAM_USER_PREFIX,
+    SqlSession,
+    TeamObjects,
+    check_team_name,
+    discover,
+    team_condition,
+    team_user,
+)
+
+__all__ = [
+    "TEAM_COLUMN",
+    "SqlSession",
+    "TeamObjects",
+    "check_team_name",
+    "discover",
+    "team_condition",
+    "team_user",
+]
 
 TEAM_PROFILE = "runstream_team_readonly"
 ALL_ROWS_POLICY = "runstream_all_rows"
-TEAM_COLUMN = "team"
-
-_TEAM_NAME = re.compile(TEAM_NAME_PATTERN)
-# Views whose body runs with another user's rights would bypass the invoker's row policies.
-_FOREIGN_RIGHTS = re.compile(r"\bSQL\s+SECURITY\s+(DEFINER|NONE)\b", re.IGNORECASE)
-
-
-class SqlSession(Protocol):
-    """The two calls this module makes: read rows, run a statement."""
-
-    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]: ...
-
-    def execute(self, sql: str) -> None: ...
 
 
 class ClientSession:
@@ -82,34 +85,6 @@ class Statement:
         return cls(sql, sql)
 
 
-@dataclass(frozen=True)
-class TeamObjects:
-    """Objects of runstream's database that carry a ``team`` column."""
-
-    tables: tuple[str, ...]
-    """Tables holding rows: granted, and filtered by row policies."""
-
-    views: tuple[str, ...]
-    """Plain views running with the invoker's rights: granted; filtered through their tables."""
-
-    skipped_views: tuple[str, ...] = ()
-    """Views with a team column that run with other rights: not granted."""
-
-    @property
-    def granted(self) -> tuple[str, ...]:
-        return tuple(sorted(self.tables + self.views))
-
-
-def check_team_name(name: str) -> str:
-    """``name`` if it is safe as a column value and inside identifiers, else :class:`UsageError`."""
-    if not _TEAM_NAME.fullmatch(name):
-        raise UsageError(
-            f"unsafe team name {name!r}: use lowercase letters, digits and underscores, starting with a letter "
-            "(at most 32 characters)"
-        )
-    return name
-
-
 def quote_identifier(name: str) -> str:
     if not name or "\x00" in name:
         raise UsageError(f"invalid ClickHouse identifier {name!r}")
@@ -122,46 +97,8 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def team_user(team: str) -> str:
-    return f"team_{check_team_name(team)}"
-
-
 def team_policy(team: str) -> str:
     return f"runstream_team_{check_team_name(team)}"
-
-
-def team_condition(team: str) -> str:
-    """The row filter of ``team``'s policy, a boolean SQL expression over the ``team`` column."""
-    return f"{TEAM_COLUMN} = {quote_literal(check_team_name(team))}"
-
-
-def require_server(settings: Settings) -> None:
-    if is_embedded(settings.clickhouse_url):
-        raise UsageError(
-            "per-team ClickHouse users need a ClickHouse server: the embedded engine (chdb://) has no writable "
-            "user directory and runs every query as one user; set RUNSTREAM_CLICKHOUSE_URL to the server "
-            "(e.g. http://127.0.0.1:8123) or use --dry-run to see the plan"
-        )
-
-
-def discover(session: SqlSession, database: str) -> TeamObjects:
-    """Tables and views of ``database`` with a ``team`` column."""
-    rows = session.rows(
-        "SELECT t.name, t.engine, t.create_table_query FROM system.tables AS t "
-        "WHERE t.database = {db:String} AND t.name IN "
-        "(SELECT table FROM system.columns WHERE database = {db:String} AND name = {column:String}) "
-        "ORDER BY t.name",
-        {"db": database, "column": TEAM_COLUMN},
-    )
-    tables: list[str] = []
-    views: list[str] = []
-    skipped: list[str] = []
-    for name, engine, create_query in rows:
-        if engine == "View":
-            (skipped if _FOREIGN_RIGHTS.search(str(create_query)) else views).append(str(name))
-        elif engine not in {"MaterializedView", "LiveView", "WindowView"}:
-            tables.append(str(name))
-    return TeamObjects(tuple(tables), tuple(views), tuple(skipped))
 
 
 def _on(database: str, table: str) -> str:
@@ -214,6 +151,30 @@ def team_statements(team: str, password: str, objects: TeamObjects, database: st
     grants = ", ".join(f"SELECT ON {_on(database, name)}" for name in objects.granted)
     # REPLACE OPTION drops grants on objects that no longer qualify.
     statements.append(Statement.plain(f"GRANT {grants} TO {user} WITH REPLACE OPTION"))
+    return statements
+
+
+def removal_statements(
+    existing_users: Sequence[str], teams: Sequence[str], objects: TeamObjects, database: str
+) -> list[Statement]:
+    """DROP the users (and their row policies) of teams that are no longer configured."""
+    keep = {team_user(team) for team in teams}
+    statements = []
+    for user in existing_users:
+        if not user.startswith(TEAM_USER_PREFIX) or user in keep:
+            continue
+        team = user.removeprefix(TEAM_USER_PREFIX)
+        try:
+            check_team_name(team)
+        except UsageError:
+            continue  # not one of ours
+        statements.append(Statement.plain(f"DROP USER IF EXISTS {quote_identifier(user)}"))
+        statements += [
+            Statement.plain(
+                f"DROP ROW POLICY IF EXISTS {quote_identifier(team_policy(team))} ON {_on(database, table)}"
+            )
+            for table in objects.tables
+        ]
     return statements
 
 

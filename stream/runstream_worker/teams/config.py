@@ -9,10 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runstream.errors import UsageError
-
-# A team name is the `team` column value, part of a ClickHouse user name (team_<name>) and of an
-# env var name (RUNSTREAM_TEAM_<NAME>_CLICKHOUSE_PASSWORD): lowercase identifier characters only.
-TEAM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+from runstream_worker.team_access import TEAM_NAME_PATTERN
 
 GrafanaRole = Literal["Viewer", "Editor", "Admin"]
 

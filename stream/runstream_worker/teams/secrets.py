@@ -33,6 +33,11 @@ class SyncSecrets:
 
     grafana_user: str
     grafana_password: SecretStr
+    """Empty when Grafana is not configured: the sync then does the ClickHouse side only."""
+
+    @property
+    def grafana(self) -> bool:
+        return bool(self.grafana_password.get_secret_value())
 
     def clickhouse_password(self, team: str) -> str:
         return self.clickhouse_passwords[team].get_secret_value()
@@ -81,8 +86,6 @@ def resolve_secrets(
             passwords[team.name] = SecretStr(value)
         else:
             missing.append(name)
-    if not settings.grafana_password.get_secret_value():
-        missing.append("RUNSTREAM_GRAFANA_PASSWORD")
     if missing:
         where = f"the environment or {path}" if path else "the environment (or a --secrets file)"
         raise MissingSecretError(f"missing secrets, set them in {where}: {', '.join(missing)}")

@@ -2,8 +2,20 @@
 
 Everything that can fail without touching anything is done first: the file, the secrets, the
 dashboard files, the tables with a team column, and every Grafana user the file names. Then, per
-team, the ClickHouse statements (idempotent by construction) and the Grafana changes (read, compare,
+team, the ClickHouse side (idempotent by construction) and the Grafana changes (read, compare,
 write what differs), and last the main organization.
+
+The ClickHouse side depends on the store:
+
+- a server (``http(s)://``): users, row policies and grants, applied as SQL; the users of teams no
+  longer in the file are dropped with their policies;
+- the embedded engine (``chdb://``): it can hold no users, so the team users (salted password
+  hashes) are written to the endpoint's users file, which the worker's endpoint reads again on the
+  next request; the endpoint cuts every query of a team user to its team's rows itself. The store is
+  not opened, so this runs while the worker runs.
+
+Without Grafana settings (``RUNSTREAM_GRAFANA_PASSWORD`` unset) the sync does the ClickHouse side
+only, and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from runstream._log import get_logger
 from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from runstream_worker.clickhouse import connect, is_embedded
+from runstream_worker.endpoint.users import TeamUser, users_path, write_users
 from runstream_worker.teams import clickhouse_access as access
 from runstream_worker.teams.config import TeamsConfig, load_teams
 from runstream_worker.teams.dashboards import load_dashboards
@@ -46,6 +59,8 @@ class SyncResult:
     dry_run: bool
     clickhouse: list[AccessStep] = field(default_factory=list)
     grafana: list[Change] = field(default_factory=list)
+    grafana_skipped: bool = False
+    users_file: Path | None = None
 
     def lines(self, *, with_sql: bool = False) -> list[str]:
         """The plan, one change per line: ``action side what``; SQL (passwords masked) when asked."""
@@ -61,10 +76,19 @@ class SyncResult:
             else ("created", "updated", "removed", "applied")
         )
         users = sum(1 for step in self.clickhouse if step.name.startswith("user "))
-        out.append(
-            f"grafana: {counts['create']} {done[0]}, {counts['update']} {done[1]}, {counts['remove']} {done[2]}, "
-            f"{counts['unchanged']} unchanged; clickhouse: {done[3]} shared access and {users} team user(s)"
+        grafana = (
+            "grafana: skipped, RUNSTREAM_GRAFANA_PASSWORD is not set (ClickHouse side only)"
+            if self.grafana_skipped
+            else f"grafana: {counts['create']} {done[0]}, {counts['update']} {done[1]}, {counts['remove']} {done[2]}, "
+            f"{counts['unchanged']} unchanged"
         )
+        clickhouse = (
+            f"clickhouse: {users} team user(s) {'to write' if self.dry_run else 'written'} to {self.users_file}, "
+            "enforced by the embedded store's endpoint"
+            if self.users_file
+            else f"clickhouse: {done[3]} shared access and {users} team user(s)"
+        )
+        out.append(f"{grafana}; {clickhouse}")
         if self.dry_run:
             out.append("dry run: nothing was changed")
         return out
@@ -83,13 +107,9 @@ def sync_teams(
     team_dashboards = load_dashboards(dashboards_dir / "team")
     admin_dashboards = load_dashboards(dashboards_dir / "admin")
     endpoint = ClickHouseEndpoint.from_settings(settings)
-    if clickhouse is None and not dry_run:
-        access.require_server(settings)
-    database = settings.clickhouse_database
-    with _session(settings, clickhouse) as session:
-        objects = access.discover(session, database)
-        shared, *per_team = _access_steps(config, secrets, objects, database)
-        grafana_sync = GrafanaSync(
+    embedded = clickhouse is None and is_embedded(settings.clickhouse_url)
+    grafana_sync = (
+        GrafanaSync(
             GrafanaAdmin(settings.grafana_url, secrets.grafana_user, secrets.grafana_password.get_secret_value()),
             config,
             admin_login=secrets.grafana_user,
@@ -99,20 +119,74 @@ def sync_teams(
             admin_dashboards=admin_dashboards,
             dry_run=dry_run,
         )
+        if secrets.grafana
+        else None
+    )
+    result = SyncResult(dry_run, grafana_skipped=grafana_sync is None)
+    if grafana_sync is not None:
         grafana_sync.preflight()
-        log.info("teams sync", teams=[t.name for t in config.teams], dry_run=dry_run, tables=len(objects.tables))
+    else:
+        log.warning("grafana not configured: syncing the clickhouse side only", missing="RUNSTREAM_GRAFANA_PASSWORD")
+    log.info("teams sync", teams=[t.name for t in config.teams], dry_run=dry_run, embedded=embedded)
+    if embedded:
+        result.users_file = users_path(settings)
+        steps = _endpoint_user_steps(config, secrets, result.users_file, dry_run)
+        with _progress(total=len(config.teams) + 1) as advance:
+            for team, step in zip(config.teams, steps, strict=True):
+                result.clickhouse.append(step)
+                result.grafana += grafana_sync.sync_team(team) if grafana_sync else []
+                advance(team.display_name)
+            result.grafana += grafana_sync.sync_main_org() if grafana_sync else []
+            advance(MAIN_ORG)
+        return result
+    database = settings.clickhouse_database
+    with _session(settings, clickhouse) as session:
+        objects = access.discover(session, database)
+        shared, *per_team = _access_steps(config, secrets, objects, database)
+        removed = _removal_step(session, config, objects, database)
         if objects.skipped_views:
             log.warning("views not granted: they run with their definer's rights", views=list(objects.skipped_views))
-        result = SyncResult(dry_run)
         with _progress(total=len(config.teams) + 1) as advance:
             result.clickhouse.append(_run(session, shared, dry_run))
             for team, step in zip(config.teams, per_team, strict=True):
                 result.clickhouse.append(_run(session, step, dry_run))
-                result.grafana += grafana_sync.sync_team(team)
+                result.grafana += grafana_sync.sync_team(team) if grafana_sync else []
                 advance(team.display_name)
-            result.grafana += grafana_sync.sync_main_org()
+            if removed.statements:
+                result.clickhouse.append(_run(session, removed, dry_run))
+            result.grafana += grafana_sync.sync_main_org() if grafana_sync else []
             advance(MAIN_ORG)
     return result
+
+
+def _endpoint_user_steps(config: TeamsConfig, secrets: SyncSecrets, path: Path, dry_run: bool) -> list[AccessStep]:
+    """The embedded store's team users, written to the endpoint's users file as one replacement:
+    a team no longer in the file has no user afterwards."""
+    users = [TeamUser.create(team.name, secrets.clickhouse_password(team.name)) for team in config.teams]
+    if not dry_run:
+        write_users(path, users)
+        log.info("team users written", path=str(path), users=len(users))
+    return [
+        AccessStep(
+            f"user {user.name}",
+            f"password (salted hash) in {path}; reads the tables with a team column, cut to "
+            f"{access.team_condition(user.team)} by the endpoint",
+            (),
+        )
+        for user in users
+    ]
+
+
+def _removal_step(
+    session: access.SqlSession, config: TeamsConfig, objects: access.TeamObjects, database: str
+) -> AccessStep:
+    """Users and row policies of teams that are no longer in the file: dropped, ending their access."""
+    existing = [str(row[0]) for row in session.rows("SELECT name FROM system.users ORDER BY name")]
+    statements = access.removal_statements(existing, [t.name for t in config.teams], objects, database)
+    gone = sorted({s.sql.split("`")[1] for s in statements if s.sql.startswith("DROP USER")})
+    return AccessStep(
+        "removed", f"users of teams no longer in the file: {', '.join(gone) or 'none'}", tuple(statements)
+    )
 
 
 def _access_steps(
