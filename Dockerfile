@@ -13,6 +13,7 @@ RUN uv sync --locked --no-install-project --no-cache --extra stream --extra graf
 COPY producer ./producer
 COPY stream ./stream
 COPY schemas ./schemas
+COPY deploy/grafana/runstream_grafana ./deploy/grafana/runstream_grafana
 RUN uv sync --locked --no-editable --no-cache --extra stream --extra grafana && useradd --create-home runstream
 ENV PATH=/opt/runstream/bin:$PATH
 USER runstream

@@ -25,7 +25,7 @@ from sdk_overhead import hardware_sample_figures
 import runstream
 from runstream._spool import read_spool
 from runstream.settings import Settings
-from runstream_schemas.events import HardwareBatch, decode_event
+from runstream_core.events import HardwareBatch, decode_event
 
 
 def keep_gpus_busy(seconds: float, stop: threading.Event, log: runstream.Run) -> str:

@@ -35,9 +35,9 @@ from rich.console import Console
 
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.clickhouse import connect
 from runstream_worker.lag import wait_caught_up
-from runstream_worker.process import WorkerProcess
 
 FIGURES_SQL = """
 WITH visible AS (

@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from runstream_core.clickhouse import connect
 from runstream_worker.migrate import migrate
 
 METRICS = ("loss", "acc", "lr", "grad_norm", "throughput")

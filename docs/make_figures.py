@@ -17,8 +17,8 @@ from pathlib import Path
 from matplotlib.figure import Figure  # drawn straight to a file: no pyplot, no display
 
 from runstream import query
-from runstream.cli.demo import run_demo
 from runstream.settings import Settings
+from runstream_cli.demo import run_demo
 
 IMAGES = Path(__file__).resolve().parent / "images"
 KEY = "train/loss"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream_schemas.events import MAX_KEY_LEN, control_character
+from runstream_core.events import MAX_KEY_LEN, control_character
 
 Row = tuple[int, float, tuple[Any, ...], tuple[Any, ...]]
 """(step, time.time(), keys, values) as appended by ``Run.log``."""

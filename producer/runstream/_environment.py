@@ -11,7 +11,7 @@ import re
 import socket
 import subprocess
 
-from runstream_schemas.events import CONTROL_CHARACTERS, MAX_NAME_LEN
+from runstream_core.events import CONTROL_CHARACTERS, MAX_NAME_LEN
 
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-from runstream._log import get_logger
+from runstream_core.log import get_logger
 
 log = get_logger("runstream.signals")
 

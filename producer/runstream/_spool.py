@@ -12,7 +12,6 @@ A torn or corrupt frame ends a segment: everything before it is read, nothing af
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import struct
 import zlib
@@ -21,19 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from runstream_core.topics import TopicCode
+
 _MAGIC = b"RS"
 _FORMAT = 1
 _HEADER = struct.Struct(">2sBBQII")
 SEGMENT_SUFFIX = ".seg"
 SYNCED_MARKER = "synced"
-
-
-class TopicCode(enum.IntEnum):
-    """Which topic a spooled record goes to (names are resolved with the settings' prefix)."""
-
-    RUNS = 1
-    METRICS = 2
-    HARDWARE = 3
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runstream._log import get_logger
 from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, read_spool, segment_paths
 from runstream._transport import RecordSender, kafka_sender, topic_name
-from runstream.errors import CommError, UsageError
 from runstream.settings import Settings
-from runstream_schemas.events import decode_event
-from runstream_schemas.topics import Topics
+from runstream_core.errors import CommError, UsageError
+from runstream_core.events import decode_event
+from runstream_core.log import get_logger
+from runstream_core.topics import Topics
 
 log = get_logger("runstream.sync")
 
@@ -85,7 +85,7 @@ def sync(
         sender = sender_factory(settings)
     except Exception as exc:
         raise CommError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
-    topics = Topics(settings.topic_prefix)
+    topics = settings.topics
     try:
         for spool in todo:
             report.producers += 1

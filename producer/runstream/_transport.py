@@ -11,7 +11,6 @@ Nothing here raises into user code: failures are counted and logged once per kin
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import time
 import uuid
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runstream._buffer import ColumnPacker, PointColumns
-from runstream._log import get_logger
-from runstream._spool import SpoolCursor, SpoolWriter, TopicCode
+from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_schemas.events import Event, MetricBatch, encode_event
-from runstream_schemas.topics import Topics
+from runstream_core import kafka
+from runstream_core.events import Event, MetricBatch, encode_event
+from runstream_core.log import get_logger
+from runstream_core.topics import TopicCode, Topics
 
 log = get_logger("runstream.transport")
 
@@ -45,14 +45,8 @@ class RecordSender(Protocol):
 
 def kafka_sender(settings: Settings) -> RecordSender:
     """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
-    from kafka import KafkaProducer
-
-    # kafka-python logs every refused connection at ERROR; the SDK reports outages itself, once.
-    kafka_logger = logging.getLogger("kafka")
-    if kafka_logger.level == logging.NOTSET:
-        kafka_logger.setLevel(logging.CRITICAL)
-    producer: RecordSender = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    producer: RecordSender = kafka.producer(
+        settings,
         client_id="runstream-sdk",
         acks="all",
         enable_idempotence=True,
@@ -67,7 +61,7 @@ def kafka_sender(settings: Settings) -> RecordSender:
 
 
 def topic_name(topics: Topics, code: TopicCode) -> str:
-    return {TopicCode.RUNS: topics.runs, TopicCode.METRICS: topics.metrics, TopicCode.HARDWARE: topics.hardware}[code]
+    return topics.of_code(code)
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ class Transport:
         heartbeat: Callable[[int], Event] | None = None,
     ) -> None:
         self._settings = settings
-        self._topics = Topics(settings.topic_prefix)
+        self._topics = settings.topics
         self._identity = identity
         self._key = identity.run_id.encode()
         self._online = online

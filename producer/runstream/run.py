@@ -18,12 +18,10 @@ import msgspec
 from runstream import _environment, _runstate, _signals
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
-from runstream._log import get_logger
-from runstream._spool import TopicCode
 from runstream._transport import DeliveryReport, Identity, RecordSender, Transport, kafka_sender
-from runstream.errors import UsageError
 from runstream.settings import Settings
-from runstream_schemas.events import (
+from runstream_core.errors import UsageError
+from runstream_core.events import (
     MAX_NAME_LEN,
     RUN_ID_PATTERN,
     HardwareBatch,
@@ -35,6 +33,8 @@ from runstream_schemas.events import (
     RunUpdate,
     control_character,
 )
+from runstream_core.log import get_logger
+from runstream_core.topics import TopicCode
 
 log = get_logger("runstream.run")
 

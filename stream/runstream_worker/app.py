@@ -15,10 +15,9 @@ from typing import Any
 
 import faust
 
-from runstream._log import get_logger
-from runstream.settings import Settings
-from runstream_schemas.topics import Topics
+from runstream_core.log import get_logger
 from runstream_worker.batch import Rejected, SourceRecord
+from runstream_worker.settings import WorkerSettings
 from runstream_worker.writer import BatchWriter
 
 log = get_logger("runstream.worker")
@@ -31,9 +30,9 @@ def _source(event: Any) -> SourceRecord:
     return SourceRecord(message.topic, message.partition, message.offset, event.value, event.key)
 
 
-def create_app(settings: Settings, writer: BatchWriter) -> faust.App:
+def create_app(settings: WorkerSettings, writer: BatchWriter) -> faust.App:
     """Build the worker's Faust app from settings (no network until it starts)."""
-    topics = Topics(settings.topic_prefix)
+    topics = settings.topics
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],

@@ -8,7 +8,7 @@ from functools import cached_property
 
 import msgspec
 
-from runstream_schemas.events import (
+from runstream_core.events import (
     APPEND_ONLY_EVENTS,
     Event,
     HardwareBatch,

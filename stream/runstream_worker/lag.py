@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from runstream.errors import CommError
-from runstream.settings import Settings
-from runstream_schemas.topics import Topics
+from runstream_core import kafka
+from runstream_core.errors import CommError
+from runstream_worker.settings import WorkerSettings
 
 
-def consumer_lag(settings: Settings) -> dict[TopicPartition, int]:
+def consumer_lag(settings: WorkerSettings) -> dict[TopicPartition, int]:
     """Per partition: end offset minus the group's committed offset (the whole partition if none)."""
-    servers = settings.bootstrap_servers
-    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="runstream-lag")
-    consumer = KafkaConsumer(bootstrap_servers=servers, client_id="runstream-lag", enable_auto_commit=False)
+    admin = kafka.admin(settings, client_id="runstream-lag")
+    consumer = kafka.consumer(settings, client_id="runstream-lag", enable_auto_commit=False)
     try:
         committed = admin.list_group_offsets(settings.worker_group).get(settings.worker_group, {})
         partitions = [
             TopicPartition(topic, p)
-            for topic in Topics(settings.topic_prefix).inputs()
+            for topic in settings.topics.inputs()
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = consumer.end_offsets(partitions) if partitions else {}
@@ -35,7 +34,7 @@ def consumer_lag(settings: Settings) -> dict[TopicPartition, int]:
         admin.close()
 
 
-def wait_caught_up(settings: Settings, timeout_s: float = 120.0, poll_s: float = 0.5) -> None:
+def wait_caught_up(settings: WorkerSettings, timeout_s: float = 120.0, poll_s: float = 0.5) -> None:
     """Block until the group has committed everything on its topics; ``CommError`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last: dict[TopicPartition, int] = {}

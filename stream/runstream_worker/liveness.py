@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runstream._log import get_logger
-from runstream_schemas.events import Event, Heartbeat, RunEnd, RunInfo, RunStart, RunUpdate
+from runstream_core.events import Event, Heartbeat, RunEnd, RunInfo, RunStart, RunUpdate
+from runstream_core.log import get_logger
 from runstream_worker.rows import LiveFields
 
 log = get_logger("runstream.liveness")

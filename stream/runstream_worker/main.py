@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from faust import Worker
 
-from runstream._log import get_logger
-from runstream.errors import RunstreamError
-from runstream.settings import Settings
+from runstream_core.errors import RunstreamError
+from runstream_core.log import get_logger
 from runstream_worker.app import create_app
-from runstream_worker.clickhouse import embedded_path, is_embedded
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer, serve_summary
 from runstream_worker.migrate import migrate, pending
+from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
 from runstream_worker.topics import ensure_topics
 from runstream_worker.writer import BatchWriter
@@ -19,7 +18,7 @@ from runstream_worker.writer import BatchWriter
 log = get_logger("runstream.worker")
 
 
-def check_schema(settings: Settings, apply: bool) -> None:
+def check_schema(settings: WorkerSettings, apply: bool) -> None:
     """Apply (``apply``) or require up-to-date migrations before consuming anything."""
     if apply:
         migrate(settings)
@@ -29,17 +28,17 @@ def check_schema(settings: Settings, apply: bool) -> None:
         )
 
 
-def serve_embedded(settings: Settings) -> EndpointServer | None:
+def serve_embedded(settings: WorkerSettings) -> EndpointServer | None:
     """With the embedded engine, serve it over HTTP: this process owns the path, so Grafana,
     notebooks and SQL clients can only reach the data through it while the worker runs.
 
     A non-loopback address without a password stops the worker (``UsageError``); a taken port
     does not: ingestion matters more, and the error is logged."""
-    if not settings.worker_http_port or not is_embedded(settings.clickhouse_url):
+    if not settings.worker_http_port or settings.target.path is None:
         return None
     config = EndpointConfig.from_settings(
         settings,
-        path=embedded_path(settings.clickhouse_url),
+        path=settings.target.path,
         host=settings.worker_http_host,
         port=settings.worker_http_port,
         writable=not settings.worker_http_readonly,
@@ -53,7 +52,7 @@ def serve_embedded(settings: Settings) -> EndpointServer | None:
     return server
 
 
-def run_worker(settings: Settings, *, apply_migrations: bool = False) -> None:
+def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> None:
     """Consume until SIGTERM/SIGINT, then flush buffered batches, commit and exit."""
     check_schema(settings, apply_migrations)
     ensure_topics(settings)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from runstream._log import get_logger
-from runstream.errors import RunstreamError
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from runstream_core.clickhouse import connect
+from runstream_core.errors import RunstreamError
+from runstream_core.log import get_logger
+from runstream_worker.settings import WorkerSettings
 
 log = get_logger("runstream.migrate")
 
@@ -53,8 +53,8 @@ class Migration:
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
-    """Migrations shipped in ``runstream_schemas/migrations``, in version order."""
-    root = directory or Path(str(resources.files("runstream_schemas") / "migrations"))
+    """Migrations shipped in ``runstream_core/migrations``, in version order."""
+    root = directory or Path(str(resources.files("runstream_core") / "migrations"))
     found = []
     for path in sorted(root.glob("*.sql")):
         match = _FILE_NAME.match(path.name)
@@ -75,7 +75,7 @@ def applied(client: Client, database: str = "") -> dict[int, str]:
     return {int(version): str(checksum) for version, checksum in rows}
 
 
-def migrate(settings: Settings, migrations: list[Migration] | None = None) -> list[Migration]:
+def migrate(settings: WorkerSettings, migrations: list[Migration] | None = None) -> list[Migration]:
     """Apply pending migrations; returns those applied now (empty when up to date)."""
     todo = migrations if migrations is not None else load_migrations()
     bootstrap = connect(settings, with_database=False)
@@ -143,7 +143,7 @@ def _apply(client: Client, migrations: list[Migration]) -> list[Migration]:
     return newly
 
 
-def pending(settings: Settings) -> list[Migration]:
+def pending(settings: WorkerSettings) -> list[Migration]:
     """Migrations not yet applied to the configured database (all of them if it does not exist)."""
     client = connect(settings, with_database=False)
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runstream_schemas.events import (
+from runstream_core.events import (
     HardwareBatch,
     Heartbeat,
     MetricBatch,

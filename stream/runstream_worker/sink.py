@@ -12,10 +12,9 @@ import threading
 
 from clickhouse_connect.driver.client import Client
 
-from runstream.settings import Settings
-from runstream_schemas.events import RunInfo
+from runstream_core.clickhouse import connect
+from runstream_core.events import RunInfo
 from runstream_worker.batch import RecordId
-from runstream_worker.clickhouse import connect
 from runstream_worker.rows import (
     HARDWARE_COLUMNS,
     METRIC_COLUMNS,
@@ -25,6 +24,7 @@ from runstream_worker.rows import (
     RowBatch,
 )
 from runstream_worker.selfmetrics import HEALTH_COLUMNS
+from runstream_worker.settings import WorkerSettings
 
 _RUNNING_QUERY = """
 SELECT team, project, run_id, name, run_group, user, host, git_commit, tags,
@@ -57,7 +57,7 @@ def _dedup(table: str, token: str | None) -> dict[str, str | int]:
 class ClickHouseSink:
     """Writes row batches; one client, used by one thread at a time (chDB is single-session)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self._settings = settings
         self._client: Client | None = None
         self._lock = threading.Lock()

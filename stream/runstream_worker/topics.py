@@ -5,23 +5,22 @@ from __future__ import annotations
 import contextlib
 import time
 
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from runstream.errors import CommError
-from runstream.settings import Settings
-from runstream_schemas.topics import Topics
+from runstream_core import kafka
+from runstream_core.errors import CommError
+from runstream_worker.settings import WorkerSettings
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
+def ensure_topics(settings: WorkerSettings, timeout_s: float = 60.0) -> list[str]:
     """Create missing topics (partitions from settings, replication 1 per broker count); returns those created."""
     deadline = time.monotonic() + timeout_s
-    wanted = Topics(settings.topic_prefix).all()
+    wanted = settings.topics.all()
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="runstream-topics")
+            admin = kafka.admin(settings, client_id="runstream-topics")
         except KafkaError as exc:
             last_error = exc
             time.sleep(1.0)

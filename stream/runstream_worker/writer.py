@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runstream._log import get_logger
-from runstream.settings import Settings
-from runstream_schemas.events import RunStatus
+from runstream_core.events import RunStatus
+from runstream_core.log import get_logger
 from runstream_worker.batch import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
 from runstream_worker.liveness import LivenessTracker
 from runstream_worker.rows import RowBatch
 from runstream_worker.selfmetrics import HealthWindow, WorkerMetrics, worker_id
+from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
 
 log = get_logger("runstream.worker")
@@ -47,7 +47,7 @@ DeadLetterSender = Callable[[Rejected], Awaitable[None]]
 class BatchWriter:
     """Decodes a batch, reports bad records, and writes the rest with retry/backoff."""
 
-    def __init__(self, settings: Settings, sink: ClickHouseSink) -> None:
+    def __init__(self, settings: WorkerSettings, sink: ClickHouseSink) -> None:
         self._settings = settings
         self._sink = sink
         # chDB is one session per process: serialise every insert on one thread.

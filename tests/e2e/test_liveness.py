@@ -13,13 +13,13 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from runstream.run import Run
-from runstream.settings import Settings
-from runstream_schemas.events import Heartbeat, RunInfo, encode_event
-from runstream_schemas.topics import Topics
-from runstream_worker.clickhouse import connect
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.clickhouse import connect
+from runstream_core.events import Heartbeat, RunInfo, encode_event
+from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.migrate import migrate
-from runstream_worker.process import WorkerProcess
 from tests.fixtures.pipeline import ServedClickHouse
 
 HEARTBEAT_JOB = Path(__file__).parent / "scripts" / "heartbeat_job.py"

@@ -16,9 +16,9 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 import runstream
-from runstream.settings import Settings
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
-from runstream_worker.process import WorkerProcess
 from runstream_worker.topics import ensure_topics
 from tests.fixtures.kafka import Broker
 
@@ -89,7 +89,7 @@ def test_broker_outage_mid_run_every_point_arrives_exactly_once(
 
 def sync_cli(settings: Settings, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "runstream.cli.main", "sync", *args],
+        [sys.executable, "-m", "runstream_cli.main", "sync", *args],
         env={**os.environ, **settings.as_env()},
         capture_output=True,
         text=True,

@@ -11,10 +11,10 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream.run import Run
-from runstream.settings import Settings
-from runstream_schemas.topics import Topics
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
-from runstream_worker.process import WorkerProcess
 from tests.fixtures.kafka import free_port
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import runstream
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import DASHBOARDS, all_queries
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.clickhouse import connect
+from runstream_grafana.dashboards import DASHBOARDS, all_queries
 from runstream_worker.lag import wait_caught_up
-from runstream_worker.process import WorkerProcess
 from tests.e2e.test_worker_http import plain
 from tests.fixtures.clients import Client
 from tests.fixtures.endpoint import Endpoint, client_settings
@@ -65,7 +65,7 @@ def teams_sync(settings: Settings, teams_yaml: Path, **env: str) -> subprocess.C
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "runstream.cli.main", "teams", "sync", str(teams_yaml), "--dashboards", "/nonexistent"],
+        [sys.executable, "-m", "runstream_cli.main", "teams", "sync", str(teams_yaml), "--dashboards", "/nonexistent"],
         capture_output=True, text=True, timeout=120, check=False, env=environment,
     )  # fmt: skip
 

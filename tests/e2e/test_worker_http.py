@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 import runstream
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import all_queries, option_value
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.clickhouse import connect
+from runstream_grafana.dashboards import all_queries, option_value
 from runstream_worker.lag import wait_caught_up
-from runstream_worker.process import WorkerProcess
 from tests.fixtures.clients import Client
 from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.kafka import free_port

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 
 from runstream.run import Run
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.worker_process import WorkerProcess
+from runstream_core.clickhouse import connect
 from runstream_worker.lag import consumer_lag, wait_caught_up
 from runstream_worker.migrate import migrate
-from runstream_worker.process import WorkerProcess
 from tests.fixtures.pipeline import ServedClickHouse
 
 KEYS = ("loss", "acc", "lr", "grad_norm")

@@ -8,9 +8,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from runstream_worker.dashboards import DASHBOARDS, dashboard_queries
-from runstream_worker.dashboards.macros import QueryContext, expand
-from runstream_worker.dashboards.queries import variable_values
+from runstream_grafana.dashboards import DASHBOARDS, dashboard_queries
+from runstream_grafana.dashboards.macros import QueryContext, expand
+from runstream_grafana.dashboards.queries import variable_values
 
 QUERIES = {(q.dashboard_uid, q.title): q for q in dashboard_queries()}
 MODELS = {spec.uid: spec.build() for spec in DASHBOARDS}

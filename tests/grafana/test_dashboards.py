@@ -22,16 +22,16 @@ from clickhouse_connect.driver.client import Client
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 
-from runstream.cli.main import main
-from runstream.errors import UsageError
-from runstream.settings import Settings
-from runstream_schemas.events import MetricBatch, RunInfo, RunStart, RunStatus
-from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import DASHBOARDS, all_queries, dashboard_queries, differences, rendered
-from runstream_worker.dashboards.clickhouse_query import DATASOURCE_UID, PLUGIN_ID, ClickHouseQuery
-from runstream_worker.dashboards.macros import ALL, ALL_VALUE, QueryContext, expand, option_value
-from runstream_worker.dashboards.run_comparison import MAX_POINTS_PER_CURVE
-from runstream_worker.dashboards.variables import team_and_project
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_cli.main import main
+from runstream_core.clickhouse import connect
+from runstream_core.errors import UsageError
+from runstream_core.events import MetricBatch, RunInfo, RunStart, RunStatus
+from runstream_grafana.dashboards import DASHBOARDS, all_queries, dashboard_queries, differences, rendered
+from runstream_grafana.dashboards.clickhouse_query import DATASOURCE_UID, PLUGIN_ID, ClickHouseQuery
+from runstream_grafana.dashboards.macros import ALL, ALL_VALUE, QueryContext, expand, option_value
+from runstream_grafana.dashboards.run_comparison import MAX_POINTS_PER_CURVE
+from runstream_grafana.dashboards.variables import team_and_project
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.seed import SeedFacts, SeedRun, loss_at, seed

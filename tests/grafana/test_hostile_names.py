@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from runstream.settings import Settings
-from runstream_schemas.events import RunStatus
-from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import DASHBOARDS, dashboard_queries
-from runstream_worker.dashboards.macros import ALL, QueryContext, expand, expand_macros, option_value
-from runstream_worker.dashboards.queries import DashboardQuery, variable_values
-from runstream_worker.dashboards.variables import is_all, selected_texts, variable_text
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
+from runstream_core.events import RunStatus
+from runstream_grafana.dashboards import DASHBOARDS, dashboard_queries
+from runstream_grafana.dashboards.macros import ALL, QueryContext, expand, expand_macros, option_value
+from runstream_grafana.dashboards.queries import DashboardQuery, variable_values
+from runstream_grafana.dashboards.variables import is_all, selected_texts, variable_text
 from tests.fixtures.hostile import HOSTILE, INJECTION, LEAK_MARKERS, TEAMS, HostileFacts, HostileRun, seed_hostile
 from tests.grafana.helpers import run
 

@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 
-from runstream_worker.dashboards.macros import (
+from runstream_grafana.dashboards.macros import (
     ALL,
     ALL_VALUE,
     MacroError,

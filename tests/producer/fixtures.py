@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runstream.settings import Settings
-from runstream_schemas.events import Event, MetricBatch, decode_event
+from runstream_core.events import Event, MetricBatch, decode_event
 
 
 class _Future:

@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 import pytest
 
-from runstream.errors import UsageError
 from runstream.hardware import HardwareSample, HardwareSampler, _gpu, _host
-from runstream_schemas import hardware_keys as hk
+from runstream_core import hardware_keys as hk
+from runstream_core.errors import UsageError
 from tests.producer.fake_nvml import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_NOT_SUPPORTED,

@@ -14,10 +14,10 @@ import pytest
 import runstream
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._spool import read_spool
-from runstream.errors import UsageError
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_schemas.events import Event, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate, decode_event
+from runstream_core.errors import UsageError
+from runstream_core.events import Event, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate, decode_event
 from tests.producer.fixtures import FakeSender, factory_for
 
 SCRIPT = Path(__file__).parent / "scripts" / "sigterm_job.py"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from runstream import _environment
-from runstream.errors import UsageError
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_schemas.events import Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.errors import UsageError
+from runstream_core.events import Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
 from tests.producer.fixtures import FakeSender, factory_for
 
 

@@ -1,4 +1,4 @@
-"""The one settings object: env vars, .env files, masking of secrets."""
+"""Settings per component: env vars, .env files, masking of secrets, each component's own fields."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from runstream.settings import Settings
+from runstream_core import kafka
+from runstream_core.settings import ClickHouseSettings, KafkaSettings, LoggingSettings
+from runstream_grafana.settings import GrafanaSettings
+from runstream_worker.settings import WorkerSettings
+
+COMPONENTS = (Settings, WorkerSettings, GrafanaSettings)
 
 
 def test_env_vars_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,7 +28,7 @@ def test_env_file_is_read_and_env_vars_win(tmp_path: Path, monkeypatch: pytest.M
     env_file = tmp_path / ".env"
     env_file.write_text("RUNSTREAM_TOPIC_PREFIX=lab.\nRUNSTREAM_WORKER_GROUP=from-file\n")
     monkeypatch.setenv("RUNSTREAM_WORKER_GROUP", "from-env")
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = WorkerSettings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.topic_prefix == "lab."
     assert settings.worker_group == "from-env"
 
@@ -36,10 +42,10 @@ def test_secrets_are_masked_but_passed_to_children(monkeypatch: pytest.MonkeyPat
 
 
 def test_as_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Settings(_env_file=None, topic_prefix="x.", worker_batch_records=7, log_format="json")  # type: ignore[call-arg]
+    original = WorkerSettings(_env_file=None, topic_prefix="x.", worker_batch_records=7, log_format="json")  # type: ignore[call-arg]
     for name, value in original.as_env().items():
         monkeypatch.setenv(name, value)
-    assert Settings(_env_file=None) == original  # type: ignore[call-arg]
+    assert WorkerSettings(_env_file=None) == original  # type: ignore[call-arg]
 
 
 def test_invalid_values_are_refused_with_the_field_name() -> None:
@@ -48,8 +54,58 @@ def test_invalid_values_are_refused_with_the_field_name() -> None:
     with pytest.raises(ValidationError, match="clickhouse_database"):
         Settings(_env_file=None, clickhouse_database="drop table;")  # type: ignore[call-arg]
 
+    with pytest.raises(ValidationError, match="clickhouse_url"):
+        WorkerSettings(_env_file=None, clickhouse_url="chdb://relative/path")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="clickhouse_url"):
+        Settings(_env_file=None, clickhouse_url="ftp://ch")  # type: ignore[call-arg]
+
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    undocumented = [name for name in Settings.model_fields if f"`RUNSTREAM_{name.upper()}`" not in readme]
+    names = {name for component in COMPONENTS for name in component.model_fields}
+    undocumented = sorted(name for name in names if f"`RUNSTREAM_{name.upper()}`" not in readme)
     assert undocumented == []
+
+
+def test_each_component_reads_the_shared_groups_and_its_own_fields_only() -> None:
+    shared = set(KafkaSettings.model_fields) | set(ClickHouseSettings.model_fields) | set(LoggingSettings.model_fields)
+    sdk, worker, grafana = (set(c.model_fields) - shared for c in COMPONENTS)
+    assert sdk and worker and grafana
+    assert not (sdk & worker) and not (sdk & grafana) and not (worker & grafana)
+    assert all(name.startswith(("worker_", "http_", "topic_", "clickhouse_raw")) for name in worker), worker
+    assert all(name.startswith(("grafana_", "teams_")) for name in grafana), grafana
+    assert "kafka_bootstrap" not in GrafanaSettings.model_fields  # Grafana tooling never talks to Kafka
+
+
+def test_the_clickhouse_target_is_parsed_once() -> None:
+    embedded = ClickHouseSettings(_env_file=None, clickhouse_url="chdb:///data/store")  # type: ignore[call-arg]
+    assert (embedded.target.embedded, embedded.target.path) == (True, "/data/store")
+    server = ClickHouseSettings(_env_file=None, clickhouse_url="https://ch.example:8443")  # type: ignore[call-arg]
+    assert (server.target.embedded, server.target.path, server.target.url) == (False, None, "https://ch.example:8443")
+
+
+def test_every_kafka_client_gets_the_clusters_tls_and_sasl_settings(tmp_path: Path) -> None:
+    plain = KafkaSettings(_env_file=None, kafka_bootstrap="k1:9092, k2:9092")  # type: ignore[call-arg]
+    assert kafka.client_options(plain) == {
+        "bootstrap_servers": ["k1:9092", "k2:9092"],
+        "security_protocol": "PLAINTEXT",
+    }
+    secured = KafkaSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="runstream",
+        kafka_sasl_password="s3cret",
+        kafka_ssl_cafile=tmp_path / "ca.pem",
+    )
+    assert kafka.client_options(secured) == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "runstream",
+        "sasl_plain_password": "s3cret",
+        "ssl_cafile": str(tmp_path / "ca.pem"),
+        "ssl_certfile": None,
+        "ssl_keyfile": None,
+    }
+    assert "s3cret" not in repr(secured) and secured.as_dict()["kafka_sasl_password"] == "**********"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runstream._spool import ReadStats, SpoolCursor, SpoolWriter, TopicCode, read_spool, segment_paths
+from runstream._spool import ReadStats, SpoolCursor, SpoolWriter, read_spool, segment_paths
+from runstream_core.topics import TopicCode
 
 
 def write(directory: Path, count: int, segment_bytes: int = 1 << 20) -> SpoolWriter:

@@ -8,10 +8,10 @@ import pytest
 
 from runstream._spool import SYNCED_MARKER, segment_paths
 from runstream._sync import find_spools, is_synced, sync
-from runstream.errors import UsageError
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_schemas.events import MetricBatch, RunEnd, RunStart
+from runstream_core.errors import UsageError
+from runstream_core.events import MetricBatch, RunEnd, RunStart
 from tests.producer.fixtures import FakeSender, factory_for
 
 

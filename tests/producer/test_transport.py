@@ -11,7 +11,7 @@ import pytest
 from runstream._spool import read_spool, segment_paths
 from runstream.run import Run
 from runstream.settings import Settings
-from runstream_schemas.events import MetricBatch, RunEnd, RunStart, decode_event
+from runstream_core.events import MetricBatch, RunEnd, RunStart, decode_event
 from tests.producer.fixtures import BlockedSender, OutageSender, factory_for, outage_factory
 
 

@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 
 from runstream import query
-from runstream.settings import Settings
+from tests.fixtures.settings import StackSettings as Settings
 from tests.fixtures.seed import SeedFacts, seed
 
 matplotlib.use("Agg")  # no display in tests; plots are checked through their artists

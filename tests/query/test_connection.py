@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from runstream import query
-from runstream.errors import MissingExtraError
 from runstream.query._connection import open_client
+from runstream_core.errors import MissingExtraError
 from tests.query.conftest import Seeded
 
 INSTALL = "pip install 'runstream\\[notebook\\]'"

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from runstream import query
-from runstream.errors import UsageError
 from runstream.query._curves import CurvePlan, plan_curve, read_plan
 from runstream.query._lookup import find_runs
+from runstream_core.errors import UsageError
 from tests.fixtures.seed import STEPS, SeedRun, acc_at, loss_at
 from tests.query.conftest import Seeded
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from runstream import query
-from runstream.errors import UsageError
-from runstream_schemas import hardware_keys as hw
+from runstream_core import hardware_keys as hw
+from runstream_core.errors import UsageError
 from tests.fixtures.seed import HW_INTERVAL_MS, HW_SAMPLES
 from tests.query.conftest import Seeded
 

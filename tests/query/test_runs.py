@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from runstream import query
-from runstream.errors import UsageError
-from runstream_schemas.events import RunStatus
+from runstream_core.errors import UsageError
+from runstream_core.events import RunStatus
 from tests.fixtures.seed import STEPS, loss_at
 from tests.query.conftest import Seeded
 

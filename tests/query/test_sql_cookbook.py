@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from runstream import query
-from runstream_schemas.events import RunStatus
+from runstream_core.events import RunStatus
 from tests.fixtures.seed import STEPS, loss_at
 from tests.query.conftest import Seeded
 

@@ -8,8 +8,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from runstream_schemas import json_schema
-from runstream_schemas.events import (
+from runstream_core import json_schema
+from runstream_core.events import (
     NO_CONTROL_PATTERN,
     HardwareBatch,
     Heartbeat,

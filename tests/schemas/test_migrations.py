@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
 from runstream_worker.migrate import Migration, MigrationError, load_migrations, migrate, pending
 
 

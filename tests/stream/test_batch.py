@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from runstream_schemas.events import (
+from runstream_core.events import (
     NO_CONTROL_PATTERN,
     HardwareBatch,
     Heartbeat,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from runstream.settings import Settings
-from runstream_schemas.events import MetricBatch, encode_event
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
+from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.batch import SourceRecord, decode_batch
-from runstream_worker.clickhouse import connect
 from runstream_worker.migrate import load_migrations, migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint

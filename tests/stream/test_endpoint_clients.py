@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runstream_worker.clickhouse import connect
+from runstream_core.clickhouse import connect
 from tests.fixtures.clients import Client
 from tests.fixtures.endpoint import Endpoint
 from tests.fixtures.seed import SeedFacts, seed
@@ -34,7 +34,7 @@ LIMIT 12
 
 @pytest.fixture(scope="module")
 def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SeedFacts]:
-    from runstream.settings import Settings
+    from tests.fixtures.settings import StackSettings as Settings
     from runstream_worker.endpoint.config import EndpointConfig
     from runstream_worker.endpoint.server import EndpointServer
     from tests.fixtures.endpoint import client_settings

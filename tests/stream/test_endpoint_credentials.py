@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runstream._endpoint_credentials import client_credentials, endpoint_password, is_loopback, password_path
-from runstream.errors import UsageError
-from runstream.settings import Settings
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.credentials import client_credentials, endpoint_password, is_loopback, password_path
+from runstream_core.errors import UsageError
 from runstream_worker.main import serve_embedded
 
 
@@ -57,7 +57,7 @@ def test_no_network_address_without_a_password(tmp_path: Path, host: str) -> Non
 def test_runstream_serve_refuses_a_network_address_without_a_password(tmp_path: Path) -> None:
     env = {"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}", "RUNSTREAM_STATE_DIR": str(tmp_path / "state")}
     result = subprocess.run(
-        [sys.executable, "-m", "runstream.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "runstream_cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True, text=True, timeout=60, check=False, env={"PATH": "/usr/bin:/bin", **env},
     )  # fmt: skip
     assert result.returncode == 1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runstream_schemas.events import MetricBatch, encode_event
+from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.batch import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
 from runstream_worker.sink import ClickHouseSink

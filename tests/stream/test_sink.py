@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runstream.settings import Settings
-from runstream_schemas.events import MetricBatch, RunInfo, RunStart, encode_event
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
+from runstream_core.events import MetricBatch, RunInfo, RunStart, encode_event
 from runstream_worker.batch import SourceRecord, decode_batch
-from runstream_worker.clickhouse import connect
 from runstream_worker.migrate import migrate
 from runstream_worker.sink import ClickHouseSink
 

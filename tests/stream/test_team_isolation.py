@@ -20,12 +20,12 @@ import pytest
 from pydantic import SecretStr
 
 import runstream.query as rq
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
-from runstream_worker.dashboards import DASHBOARDS, all_queries
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
+from runstream_core.endpoint_users import TeamUser, users_path, write_users
+from runstream_grafana.dashboards import DASHBOARDS, all_queries
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer
-from runstream_worker.endpoint.users import TeamUser, users_path, write_users
 from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import SeedFacts, overlapping_runs, seed

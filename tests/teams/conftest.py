@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from runstream.settings import Settings
-from runstream_worker.clickhouse import connect
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.clickhouse import connect
 from runstream_worker.migrate import migrate
 from tests.fixtures.seed import SeedFacts, seed
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from runstream.errors import UsageError
-from runstream.settings import Settings
-from runstream_worker.teams import clickhouse_access as access
-from runstream_worker.teams.clickhouse_access import TeamObjects
+from tests.fixtures.settings import StackSettings as Settings
+from runstream_core.errors import UsageError
+from runstream_grafana.teams import clickhouse_access as access
+from runstream_grafana.teams.clickhouse_access import TeamObjects
 from tests.fixtures.seed import SeedFacts, SeedRun
 
 OBJECTS = TeamObjects(tables=("metrics", "runs"), views=("run_table",))
@@ -96,7 +96,7 @@ def test_discovery_finds_every_table_with_a_team_column(client: Client) -> None:
 
 
 def test_new_tables_with_a_team_column_are_covered(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from runstream_worker.clickhouse import connect
+    from runstream_core.clickhouse import connect
     from runstream_worker.migrate import migrate
 
     settings = Settings(clickhouse_url=f"chdb://{tmp_path_factory.mktemp('newtable') / 'ch'}", _env_file=None)  # type: ignore[call-arg]

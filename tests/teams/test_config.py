@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runstream_worker.teams.config import Member, TeamsConfigError, load_teams, parse_teams
+from runstream_grafana.teams.config import Member, TeamsConfigError, load_teams, parse_teams
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runstream_worker.endpoint.users import read_users
+from runstream_core.endpoint_users import read_users
 from tests.teams.conftest import write_dashboards
 from tests.teams.grafana_double import GrafanaState, grafana_double
 from tests.test_cli import runstream

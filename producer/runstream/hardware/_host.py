@@ -7,9 +7,9 @@ from typing import Any
 
 import psutil
 
-from runstream.errors import UsageError
 from runstream.hardware._once import WarnOnce, describe
-from runstream_schemas import hardware_keys as hk
+from runstream_core import hardware_keys as hk
+from runstream_core.errors import UsageError
 
 
 def _cpu_busy_percent(before: Any, after: Any) -> float:

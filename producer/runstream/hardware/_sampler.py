@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runstream._log import get_logger
-from runstream.errors import UsageError
 from runstream.hardware._gpu import GpuReader
 from runstream.hardware._host import HostReader
 from runstream.hardware._once import WarnOnce, describe
 from runstream.hardware._sample import HardwareSample
+from runstream_core.errors import UsageError
+from runstream_core.log import get_logger
 
 log = get_logger("runstream.hardware")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runstream._log import get_logger
+from runstream_core.log import get_logger
 
 log = get_logger("runstream.hardware")
 

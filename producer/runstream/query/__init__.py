@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from runstream.query._compare import Comparison
 from runstream.query._connection import close_all, shared_client
 from runstream.query._reader import Reader
-from runstream.settings import Settings
+from runstream_core.settings import ClickHouseSettings
 
 if TYPE_CHECKING:
     from pandas import DataFrame
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Comparison", "Reader", "close", "compare", "curves", "hardware", "reader", "runs", "sql"]
 
 
-def reader(settings: Settings | None = None) -> Reader:
+def reader(settings: ClickHouseSettings | None = None) -> Reader:
     """The Reader on the shared client for ``settings`` (opened on first use)."""
     return Reader(shared_client(settings))
 
@@ -45,7 +45,7 @@ def runs(
     team: str | None = None,
     project: str | None = None,
     where: str | None = None,
-    settings: Settings | None = None,
+    settings: ClickHouseSettings | None = None,
     *,
     params: Mapping[str, Any] | None = None,
     parameters: Mapping[str, Any] | None = None,
@@ -79,7 +79,9 @@ def runs(
     )
 
 
-def curves(run_ids: str | Iterable[str], key: str, points: int = 1000, settings: Settings | None = None) -> DataFrame:
+def curves(
+    run_ids: str | Iterable[str], key: str, points: int = 1000, settings: ClickHouseSettings | None = None
+) -> DataFrame:
     """The curve of metric ``key`` for each run: columns ``run_id, step, value, min, max``, rows in
     the order of ``run_ids`` then by step, at most ``points`` (>= 2) rows per run.
 
@@ -90,20 +92,26 @@ def curves(run_ids: str | Iterable[str], key: str, points: int = 1000, settings:
     return reader(settings).curves(run_ids, key, points)
 
 
-def hardware(run_id: str, keys: str | Iterable[str] | None = None, settings: Settings | None = None) -> DataFrame:
+def hardware(
+    run_id: str, keys: str | Iterable[str] | None = None, settings: ClickHouseSettings | None = None
+) -> DataFrame:
     """A run's hardware readings per minute: columns ``minute`` (UTC), ``host, key, device`` (``""``
     for host-wide readings), ``mean, min, max``; ``keys`` (e.g. ``"gpu.utilization_percent"``) keeps
     only these, None all of them."""
     return reader(settings).hardware(run_id, keys)
 
 
-def compare(run_ids: str | Iterable[str], key: str, points: int = 1000, settings: Settings | None = None) -> Comparison:
+def compare(
+    run_ids: str | Iterable[str], key: str, points: int = 1000, settings: ClickHouseSettings | None = None
+) -> Comparison:
     """The curves of ``key`` for ``run_ids`` (see :func:`curves`) with the runs' names:
     ``.frame`` holds them, ``.plot(ax=None)`` overlays them with matplotlib and returns the Axes."""
     return reader(settings).compare(run_ids, key, points)
 
 
-def sql(query: str, parameters: Mapping[str, Any] | None = None, settings: Settings | None = None) -> DataFrame:
+def sql(
+    query: str, parameters: Mapping[str, Any] | None = None, settings: ClickHouseSettings | None = None
+) -> DataFrame:
     """Any SQL on runstream's database as a DataFrame, with ``{name:Type}`` placeholders bound from
     ``parameters`` (the queries of ``docs/sql.md`` run as they are)."""
     return reader(settings).sql(query, parameters)

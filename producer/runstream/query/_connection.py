@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from runstream._endpoint_credentials import client_credentials
-from runstream._log import get_logger
-from runstream.errors import CommError
 from runstream.query._deps import require
-from runstream.settings import Settings
+from runstream_core.credentials import client_credentials
+from runstream_core.errors import CommError
+from runstream_core.log import get_logger
+from runstream_core.settings import ClickHouseSettings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -33,29 +33,29 @@ EMBEDDED_BUSY_HINT = (
 )
 
 
-def _target(settings: Settings) -> _Target:
+def _target(settings: ClickHouseSettings) -> _Target:
     return (settings.clickhouse_url, settings.clickhouse_database, *client_credentials(settings))
 
 
-def open_client(settings: Settings) -> Client:
+def open_client(settings: ClickHouseSettings) -> Client:
     """A new client for ``settings``, with errors that say what to do."""
     require("clickhouse_connect")  # names the notebook extra when it is missing
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from runstream._clickhouse import connect, embedded_path, is_embedded
+    from runstream_core.clickhouse import connect
 
     try:
         return connect(settings)
     except ClickHouseError as exc:
         url = settings.clickhouse_url
-        if is_embedded(url) and "Unable to open the chdb engine" in str(exc):
-            raise CommError(EMBEDDED_BUSY_HINT.format(path=embedded_path(url))) from exc
+        if settings.target.embedded and "Unable to open the chdb engine" in str(exc):
+            raise CommError(EMBEDDED_BUSY_HINT.format(path=settings.target.path)) from exc
         raise CommError(f"cannot query ClickHouse at {url} (database {settings.clickhouse_database}): {exc}") from exc
 
 
-def shared_client(settings: Settings | None = None) -> Client:
+def shared_client(settings: ClickHouseSettings | None = None) -> Client:
     """The process's client for ``settings`` (default: ``Settings()`` from ``RUNSTREAM_*``), opened once."""
-    settings = settings if settings is not None else Settings()
+    settings = settings if settings is not None else ClickHouseSettings()
     target = _target(settings)
     with _lock:
         client = _clients.get(target)

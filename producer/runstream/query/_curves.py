@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runstream._log import get_logger
-from runstream.errors import UsageError
 from runstream.query._deps import pandas
 from runstream.query._lookup import RunRef, find_runs, run_id_list
+from runstream_core.errors import UsageError
+from runstream_core.log import get_logger
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from runstream.errors import MissingExtraError
+from runstream_core.errors import MissingExtraError
 
 EXTRA = "notebook"
 

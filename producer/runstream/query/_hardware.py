@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from runstream.errors import UsageError
 from runstream.query._deps import pandas
 from runstream.query._frames import utc_times
 from runstream.query._lookup import find_runs, run_id_list
+from runstream_core.errors import UsageError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runstream.errors import UsageError
+from runstream_core.errors import UsageError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

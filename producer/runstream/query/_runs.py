@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runstream._flatten import param_text
-from runstream.errors import UsageError
 from runstream.query._deps import pandas
 from runstream.query._frames import utc_times
+from runstream_core.errors import UsageError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

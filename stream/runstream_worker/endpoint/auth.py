@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
-from runstream._log import get_logger
-from runstream.errors import UsageError
+from runstream_core.endpoint_users import TeamUser, read_users
+from runstream_core.errors import UsageError
+from runstream_core.log import get_logger
 from runstream_worker.endpoint.errors import Code, EndpointError
-from runstream_worker.endpoint.users import TeamUser, read_users
 
 log = get_logger("runstream.endpoint")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runstream._endpoint_credentials import endpoint_password, is_loopback
-from runstream.settings import Settings
+from runstream_core.credentials import endpoint_password, is_loopback
+from runstream_core.endpoint_users import users_path
 from runstream_worker.endpoint.request_settings import Limits
-from runstream_worker.endpoint.users import users_path
+from runstream_worker.settings import WorkerSettings
 
 
 def _names(text: str) -> frozenset[str]:
@@ -48,7 +48,9 @@ class EndpointConfig:
         return is_loopback(self.host)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, path: str, host: str, port: int, writable: bool) -> EndpointConfig:
+    def from_settings(
+        cls, settings: WorkerSettings, *, path: str, host: str, port: int, writable: bool
+    ) -> EndpointConfig:
         """Raises ``UsageError`` for a non-loopback ``host`` without ``RUNSTREAM_HTTP_PASSWORD``."""
         password, password_file = endpoint_password(settings, host)
         return cls(

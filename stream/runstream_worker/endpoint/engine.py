@@ -20,7 +20,7 @@ from typing import Any
 import chdb
 from clickhouse_connect.driver.binding import format_str, quote_identifier
 
-from runstream._log import get_logger
+from runstream_core.log import get_logger
 from runstream_worker.endpoint.errors import Code, EndpointError
 
 log = get_logger("runstream.endpoint")

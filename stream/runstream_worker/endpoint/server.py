@@ -29,8 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from runstream._endpoint_credentials import is_loopback
-from runstream._log import get_logger
+from runstream_core.credentials import is_loopback
+from runstream_core.log import get_logger
+from runstream_core.team_access import discover
 from runstream_worker.endpoint.auth import Authenticator, Principal, credentials
 from runstream_worker.endpoint.bodies import ResponseEncoder, body_chunks, decoded
 from runstream_worker.endpoint.config import EndpointConfig
@@ -38,7 +39,6 @@ from runstream_worker.endpoint.engine import EmbeddedEngine
 from runstream_worker.endpoint.errors import Code, EndpointError, denied
 from runstream_worker.endpoint.request_settings import request_settings, requested_readonly
 from runstream_worker.endpoint.statements import Statement, StatementPolicy, TeamScope
-from runstream_worker.team_access import discover
 
 log = get_logger("runstream.endpoint")
 

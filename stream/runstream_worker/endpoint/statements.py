@@ -25,8 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from runstream_core.team_access import TEAM_USER_PREFIX, team_condition
 from runstream_worker.endpoint.errors import Code, EndpointError, denied
-from runstream_worker.team_access import TEAM_USER_PREFIX, team_condition
 
 # Statement roots as EXPLAIN AST names them.
 READ_ROOTS = frozenset(

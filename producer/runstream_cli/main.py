@@ -1,0 +1,223 @@
+"""``runstream`` command line. Subcommands import their heavy dependencies only when run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from runstream_core.errors import MissingExtraError, RunstreamError
+from runstream_core.log import configure
+from runstream_core.settings import LoggingSettings
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from runstream_worker.migrate import migrate
+    from runstream_worker.settings import WorkerSettings
+
+    applied = migrate(WorkerSettings())
+    print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from runstream_worker.main import run_worker
+    from runstream_worker.settings import WorkerSettings
+
+    run_worker(WorkerSettings(), apply_migrations=args.migrate)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from runstream.settings import Settings
+    from runstream_cli.demo import run_demo
+    from runstream_worker.settings import WorkerSettings
+
+    return run_demo(Settings(), WorkerSettings(), steps=args.steps)
+
+
+def _cmd_lag(args: argparse.Namespace) -> int:
+    from runstream_worker.lag import consumer_lag
+    from runstream_worker.settings import WorkerSettings
+
+    for tp, lag in sorted(consumer_lag(WorkerSettings()).items()):
+        print(f"{tp.topic}[{tp.partition}] {lag}")
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from runstream_core import json_schema
+
+    if args.check:
+        current = json_schema.export_path().read_text() if json_schema.export_path().exists() else ""
+        if current != json_schema.render():
+            print(f"{json_schema.export_path()} is out of date: run `runstream schemas`", file=sys.stderr)
+            return 1
+        print("JSON Schema export is up to date")
+        return 0
+    print(json_schema.write())
+    return 0
+
+
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from runstream_grafana import dashboards
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "grafana_foundation_sdk":
+            raise MissingExtraError("grafana", exc.name) from exc
+        raise
+
+    out_dir = Path(args.out)
+    if args.check:
+        stale = dashboards.differences(out_dir)
+        for path in stale:
+            print(f"{out_dir / path} differs from the generator: run `runstream dashboards`", file=sys.stderr)
+        if not stale:
+            print(f"dashboards in {out_dir} are up to date")
+        return 1 if stale else 0
+    changed = dashboards.write(out_dir)
+    print(
+        f"wrote {len(changed)} dashboard file(s) in {out_dir}" if changed else f"dashboards in {out_dir} are up to date"
+    )
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from runstream._sync import count_records, find_spools, is_synced, sync
+    from runstream.settings import Settings
+
+    settings = Settings()
+    spools = find_spools(Path(p) for p in (args.paths or [settings.runs_dir]))
+    if not spools:
+        print("nothing to sync: no spool found")
+        return 0
+    todo = [s for s in spools if args.force or not is_synced(s)]
+    columns = (TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("records", total=count_records(todo))
+        report = sync(spools, settings, force=args.force, progress=lambda n: bar.advance(task, n))
+    print(
+        f"sent {report.sent_records} record(s) from {report.producers} spool(s); "
+        f"{report.skipped} already synced"
+        + (f"; {report.corrupt_segments} torn segment tail(s)" if report.corrupt_segments else "")
+    )
+    for failed in report.failed:
+        print(f"not acknowledged by Kafka, run sync again: {failed}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from runstream_core.errors import UsageError
+    from runstream_worker.endpoint.config import EndpointConfig
+    from runstream_worker.endpoint.server import EndpointServer, serve_summary
+    from runstream_worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    if settings.target.path is None:
+        raise UsageError(f"runstream serve serves an embedded store (chdb:///path), not {settings.clickhouse_url}")
+    config = EndpointConfig.from_settings(
+        settings, path=settings.target.path, host=args.host, port=args.port, writable=args.writable
+    )
+    server = EndpointServer(config)
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    server.serve_forever(on_ready=lambda: print(serve_summary(server), flush=True))
+    server.stop()
+    return 0
+
+
+def _cmd_teams_sync(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from runstream_grafana.teams.sync import run_cli
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"grafana_client", "yaml", "niquests"}:
+            raise MissingExtraError("grafana", exc.name) from exc
+        raise
+    from runstream_grafana.settings import GrafanaSettings
+
+    secrets = Path(args.secrets) if args.secrets else None
+    return run_cli(
+        GrafanaSettings(),
+        Path(args.teams_yaml),
+        secrets_file=secrets,
+        dry_run=args.dry_run,
+        dashboards=Path(args.dashboards),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)").set_defaults(func=_cmd_migrate)
+    worker = sub.add_parser("worker", help="run the stream worker (Kafka -> ClickHouse) until SIGTERM")
+    worker.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    worker.set_defaults(func=_cmd_worker)
+    demo = sub.add_parser("demo", help="simulate two teams' training jobs end to end and compare the runs")
+    demo.add_argument("--steps", type=int, default=400, help="steps per simulated run")
+    demo.set_defaults(func=_cmd_demo)
+    sync = sub.add_parser("sync", help="send spooled runs (offline or left by a crash) to Kafka; idempotent")
+    sync.add_argument("paths", nargs="*", help="run or spool directories (default: RUNSTREAM_RUNS_DIR)")
+    sync.add_argument("--force", action="store_true", help="send spools already marked synced again")
+    sync.set_defaults(func=_cmd_sync)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface, read-only by default",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8123, help="port to listen on (default 8123; 0 picks one)")
+    serve.add_argument(
+        "--writable", action="store_true", help="also allow INSERT and DDL (for workers writing through it)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+    teams = sub.add_parser("teams", help="per-team isolation in ClickHouse and Grafana")
+    teams_sub = teams.add_subparsers(dest="teams_command", required=True)
+    teams_sync = teams_sub.add_parser(
+        "sync", help="create or update each team's ClickHouse user, row policies and Grafana organization"
+    )
+    teams_sync.add_argument("teams_yaml", metavar="TEAMS_YAML", help="the teams file (see deploy/teams.example.yaml)")
+    teams_sync.add_argument("--secrets", metavar="FILE", help="YAML or .env file with the teams' ClickHouse passwords")
+    teams_sync.add_argument("--dry-run", action="store_true", help="print the plan (and SQL) without changing anything")
+    teams_sync.add_argument(
+        "--dashboards", metavar="DIR", default="deploy/grafana/dashboards", help="folder with team/ and admin/ JSON"
+    )
+    teams_sync.set_defaults(func=_cmd_teams_sync)
+    sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
+    schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
+    schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
+    schemas.set_defaults(func=_cmd_schemas)
+    boards = sub.add_parser("dashboards", help="write the Grafana dashboards generated from code")
+    boards.add_argument("--check", action="store_true", help="fail, listing the files, if any differs from the code")
+    boards.add_argument("--out", default="deploy/grafana/dashboards", help="output directory (default: %(default)s)")
+    boards.set_defaults(func=_cmd_dashboards)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging = LoggingSettings()
+    configure(logging.log_level, logging.log_format)
+    try:
+        code = args.func(args)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"faust", "clickhouse_connect", "aiokafka", "chdb"}:
+            print(f"runstream: {MissingExtraError('stream', exc.name)}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    except RunstreamError as exc:
+        print(f"runstream: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
