@@ -13,7 +13,6 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from runstream.run import Run
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
 from runstream_core.events import Heartbeat, RunInfo, encode_event
@@ -21,6 +20,7 @@ from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.migrate import migrate
 from tests.fixtures.pipeline import ServedClickHouse
+from tests.fixtures.settings import StackSettings as Settings
 
 HEARTBEAT_JOB = Path(__file__).parent / "scripts" / "heartbeat_job.py"
 

@@ -11,11 +11,11 @@ from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer, KafkaProducer
 
 import runstream
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.events import MetricBatch, RunInfo, RunStart, encode_event
 from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
+from tests.fixtures.settings import StackSettings as Settings
 
 RUNS = 3
 STEPS = 2000

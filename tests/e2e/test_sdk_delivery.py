@@ -16,11 +16,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 import runstream
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.topics import ensure_topics
 from tests.fixtures.kafka import Broker
+from tests.fixtures.settings import StackSettings as Settings
 
 KILLED_JOB = Path(__file__).parent / "scripts" / "killed_job.py"
 KEYS = ("loss", "acc", "lr", "grad_norm")

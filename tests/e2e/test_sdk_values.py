@@ -14,10 +14,10 @@ from clickhouse_connect.driver.client import Client
 
 from runstream._distributed import Distributed
 from runstream.run import Run
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core import hardware_keys as hw
 from runstream_worker.lag import wait_caught_up
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def test_bad_values_are_stored_faithfully_or_rejected_with_one_warning(

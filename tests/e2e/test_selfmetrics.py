@@ -11,11 +11,11 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from runstream.run import Run
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
 from tests.fixtures.kafka import free_port
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

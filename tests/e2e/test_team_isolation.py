@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import runstream
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
 from runstream_grafana.dashboards import DASHBOARDS, all_queries
@@ -31,6 +30,7 @@ from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.kafka import free_port
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import overlapping_runs, seed
+from tests.fixtures.settings import StackSettings as Settings
 from tests.teams.grafana_double import grafana_double
 
 TEAMS = ("vision", "nlp")

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 import runstream
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
 from runstream_grafana.dashboards import all_queries, option_value
@@ -35,6 +34,7 @@ from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.kafka import free_port
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import SeedFacts, seed
+from tests.fixtures.settings import StackSettings as Settings
 
 STEPS = 3000
 KEYS = ("loss", "acc")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 
 from runstream.run import Run
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
+from tests.fixtures.settings import StackSettings as Settings
 
 JOBS, STEPS, KEYS = 3, 15_000, ("loss", "acc", "lr", "grad_norm", "throughput")
 

@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 
 from runstream.run import Run
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
 from runstream_worker.lag import consumer_lag, wait_caught_up
 from runstream_worker.migrate import migrate
 from tests.fixtures.pipeline import ServedClickHouse
+from tests.fixtures.settings import StackSettings as Settings
 
 KEYS = ("loss", "acc", "lr", "grad_norm")
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.events import MetricBatch, encode_event
 from runstream_core.topics import Topics
 from runstream_worker.lag import consumer_lag
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def test_sigterm_flushes_a_partial_batch_and_commits_it(

@@ -22,7 +22,6 @@ from clickhouse_connect.driver.client import Client
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_cli.main import main
 from runstream_core.clickhouse import connect
 from runstream_core.errors import UsageError
@@ -35,6 +34,7 @@ from runstream_grafana.dashboards.variables import team_and_project
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.seed import SeedFacts, SeedRun, loss_at, seed
+from tests.fixtures.settings import StackSettings as Settings
 from tests.grafana.helpers import run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import matplotlib
 import pytest
 
 from runstream import query
-from tests.fixtures.settings import StackSettings as Settings
 from tests.fixtures.seed import SeedFacts, seed
+from tests.fixtures.settings import StackSettings as Settings
 
 matplotlib.use("Agg")  # no display in tests; plots are checked through their artists
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_worker.migrate import Migration, MigrationError, load_migrations, migrate, pending
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Settings) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.batch import SourceRecord, decode_batch
 from runstream_worker.migrate import load_migrations, migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint
+from tests.fixtures.settings import StackSettings as Settings
 
 
 @pytest.fixture

@@ -34,11 +34,11 @@ LIMIT 12
 
 @pytest.fixture(scope="module")
 def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SeedFacts]:
-    from tests.fixtures.settings import StackSettings as Settings
     from runstream_worker.endpoint.config import EndpointConfig
     from runstream_worker.endpoint.server import EndpointServer
     from tests.fixtures.endpoint import client_settings
     from tests.fixtures.pipeline import ENDPOINT_PASSWORD
+    from tests.fixtures.settings import StackSettings as Settings
 
     tmp = tmp_path_factory.mktemp("clients")
     settings = Settings(_env_file=None, state_dir=tmp / "state", http_password=ENDPOINT_PASSWORD)  # type: ignore[call-arg]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.credentials import client_credentials, endpoint_password, is_loopback, password_path
 from runstream_core.errors import UsageError
 from runstream_worker.main import serve_embedded
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def settings(tmp_path: Path, **values: object) -> Settings:

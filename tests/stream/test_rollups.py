@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core import hardware_keys as hw
 from runstream_core.clickhouse import connect
 from runstream_core.events import HardwareBatch, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, RunUpdate
 from runstream_worker.migrate import migrate
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
+from tests.fixtures.settings import StackSettings as Settings
 
 T0 = 1_700_000_000_000
 

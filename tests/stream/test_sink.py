@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_core.events import MetricBatch, RunInfo, RunStart, encode_event
 from runstream_worker.batch import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
 from runstream_worker.sink import ClickHouseSink
+from tests.fixtures.settings import StackSettings as Settings
 
 
 def test_a_retried_batch_is_stored_once(chdb_settings: Settings) -> None:

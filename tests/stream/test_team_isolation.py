@@ -20,7 +20,6 @@ import pytest
 from pydantic import SecretStr
 
 import runstream.query as rq
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_core.endpoint_users import TeamUser, users_path, write_users
 from runstream_grafana.dashboards import DASHBOARDS, all_queries
@@ -29,6 +28,7 @@ from runstream_worker.endpoint.server import EndpointServer
 from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import SeedFacts, overlapping_runs, seed
+from tests.fixtures.settings import StackSettings as Settings
 
 TEAMS = ("vision", "nlp")
 PASSWORDS = {"vision": "vision-pw", "nlp": "nlp-pw"}

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_worker.migrate import migrate
 from tests.fixtures.seed import SeedFacts, seed
+from tests.fixtures.settings import StackSettings as Settings
 
 # Midnight UTC: hardware samples fill whole minutes, so per-minute rollups have exact counts.
 SEED_NOW_MS = 1_767_225_600_000

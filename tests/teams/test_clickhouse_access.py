@@ -14,11 +14,11 @@ from collections.abc import Callable
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.errors import UsageError
 from runstream_grafana.teams import clickhouse_access as access
 from runstream_grafana.teams.clickhouse_access import TeamObjects
 from tests.fixtures.seed import SeedFacts, SeedRun
+from tests.fixtures.settings import StackSettings as Settings
 
 OBJECTS = TeamObjects(tables=("metrics", "runs"), views=("run_table",))
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_core.clickhouse import connect
 from runstream_grafana.teams import clickhouse_access as access
 from runstream_grafana.teams.config import TeamsConfig, parse_teams
@@ -20,6 +19,7 @@ from runstream_grafana.teams.grafana_api import GrafanaError
 from runstream_grafana.teams.grafana_sync import Change, GrafanaSyncError, password_fingerprint
 from runstream_grafana.teams.secrets import SyncSecrets
 from runstream_grafana.teams.sync import SyncResult, sync_teams
+from tests.fixtures.settings import StackSettings as Settings
 from tests.teams.conftest import RecordingSession, write_dashboards
 from tests.teams.grafana_double import GrafanaState, Request, grafana_double
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.fixtures.settings import StackSettings as Settings
 from runstream_grafana.teams.config import parse_teams
 from runstream_grafana.teams.secrets import MissingSecretError, password_variable, resolve_secrets
+from tests.fixtures.settings import StackSettings as Settings
 
 CONFIG = parse_teams(
     "teams:\n  - {name: vision, display_name: Vision}\n  - {name: nlp, display_name: NLP}\n"
