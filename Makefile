@@ -16,7 +16,7 @@ EXTRAS := --extra stream --extra dev --extra grafana --extra notebook
 BENCH_VENV := .venv-bench
 BENCH_EXTRAS := --extra stream --extra bench
 
-.PHONY: venv bench-venv lock demo test lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
+.PHONY: venv bench-venv lock demo test test-fast lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
 
 $(UV): tools/uv.requirements.txt
 	$(PYTHON) -m venv $(UV_HOME)
@@ -53,6 +53,10 @@ demo: venv kafka-up
 
 test: venv kafka-fetch
 	$(BIN)/pytest
+
+# Everything that needs no Kafka broker: pure unit tests and the embedded engine, in about two minutes.
+test-fast: venv
+	$(BIN)/pytest -m "not kafka"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from runstream.settings import Settings
+from runstream_core.buckets import finest_level, steps_per_bucket
 from runstream_core.clickhouse import connect
 from runstream_worker.migrate import migrate
 
@@ -70,10 +71,10 @@ def value(run: int, metric: int, step: int) -> float:
 
 
 def curve_level(steps: int, target: int = TARGET_POINTS) -> int:
-    """The finest bucket level (16**level steps per bucket) that draws ``steps`` in <= ``target`` points."""
-    level = 1
-    while -(-steps // 16**level) > target:
-        level += 1
+    """The finest bucket level that draws ``steps`` in <= ``target`` points."""
+    level = finest_level(steps, target)
+    if level is None:
+        raise SystemExit(f"{steps} steps need more than {target} points at the coarsest level")
     return level
 
 
@@ -135,7 +136,9 @@ def time_runstream(settings: Settings, runs: int, steps: int, overlay: list[str]
     level = curve_level(steps)
     try:
         table = client.query(RUN_TABLE_SQL, parameters={"optimizer": "adamw"}).result_rows
-        curves = client.query(OVERLAY_SQL, parameters={"width": 16**level, "level": level, "runs": overlay}).result_rows
+        curves = client.query(
+            OVERLAY_SQL, parameters={"width": steps_per_bucket(level), "level": level, "runs": overlay}
+        ).result_rows
         expected_rows = len([r for r in range(runs) if r % 3 == 0])
         if len(table) != expected_rows or table != sorted(table, key=lambda row: row[3]):
             raise SystemExit(f"run table: {len(table)} rows, expected {expected_rows}, sorted by loss")
@@ -144,7 +147,9 @@ def time_runstream(settings: Settings, runs: int, steps: int, overlay: list[str]
         return {
             "run_table_ms": median_ms(lambda: client.query(RUN_TABLE_SQL, parameters={"optimizer": "adamw"})),
             "overlay_ms": median_ms(
-                lambda: client.query(OVERLAY_SQL, parameters={"width": 16**level, "level": level, "runs": overlay})
+                lambda: client.query(
+                    OVERLAY_SQL, parameters={"width": steps_per_bucket(level), "level": level, "runs": overlay}
+                )
             ),
             "run_table_rows": len(table),
             "overlay_points": len(curves),

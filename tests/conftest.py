@@ -11,6 +11,14 @@ pytest_plugins = [
 ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the Kafka broker are marked ``kafka``: ``pytest -m "not kafka"`` runs the rest
+    in about a minute (``make test-fast``); ``make test`` runs everything."""
+    for item in items:
+        if "kafka_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """runstream's state (e.g. a generated endpoint password) goes to a temporary folder, never ~/.runstream."""

@@ -22,7 +22,7 @@ from typing import Any
 import runstream
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
-from runstream_grafana.dashboards import DASHBOARDS, all_queries
+from runstream_grafana.dashboards import DASHBOARDS
 from runstream_worker.lag import wait_caught_up
 from tests.e2e.test_worker_http import plain
 from tests.fixtures.clients import Client
@@ -31,6 +31,7 @@ from tests.fixtures.kafka import free_port
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import overlapping_runs, seed
 from tests.fixtures.settings import StackSettings as Settings
+from tests.grafana.emulator import all_queries
 from tests.teams.grafana_double import grafana_double
 
 TEAMS = ("vision", "nlp")

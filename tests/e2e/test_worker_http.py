@@ -27,7 +27,7 @@ import pytest
 import runstream
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
-from runstream_grafana.dashboards import all_queries, option_value
+from runstream_grafana.dashboards import option_value
 from runstream_worker.lag import wait_caught_up
 from tests.fixtures.clients import Client
 from tests.fixtures.endpoint import Endpoint, client_settings
@@ -35,6 +35,7 @@ from tests.fixtures.kafka import free_port
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import SeedFacts, seed
 from tests.fixtures.settings import StackSettings as Settings
+from tests.grafana.emulator import all_queries
 
 STEPS = 3000
 KEYS = ("loss", "acc")

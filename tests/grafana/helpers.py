@@ -9,8 +9,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from runstream_grafana.dashboards import DASHBOARDS, dashboard_queries
-from runstream_grafana.dashboards.macros import QueryContext, expand
-from runstream_grafana.dashboards.queries import variable_values
+from tests.grafana.emulator import QueryContext, expand, variable_values
 
 QUERIES = {(q.dashboard_uid, q.title): q for q in dashboard_queries()}
 MODELS = {spec.uid: spec.build() for spec in DASHBOARDS}

@@ -26,15 +26,23 @@ from runstream_cli.main import main
 from runstream_core.clickhouse import connect
 from runstream_core.errors import UsageError
 from runstream_core.events import MetricBatch, RunInfo, RunStart, RunStatus
-from runstream_grafana.dashboards import DASHBOARDS, all_queries, dashboard_queries, differences, rendered
+from runstream_grafana.dashboards import (
+    ALL,
+    ALL_VALUE,
+    DASHBOARDS,
+    dashboard_queries,
+    differences,
+    option_value,
+    rendered,
+)
 from runstream_grafana.dashboards.clickhouse_query import DATASOURCE_UID, PLUGIN_ID, ClickHouseQuery
-from runstream_grafana.dashboards.macros import ALL, ALL_VALUE, QueryContext, expand, option_value
 from runstream_grafana.dashboards.run_comparison import MAX_POINTS_PER_CURVE
 from runstream_grafana.dashboards.variables import team_and_project
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.seed import SeedFacts, SeedRun, loss_at, seed
 from tests.fixtures.settings import StackSettings as Settings
+from tests.grafana.emulator import QueryContext, all_queries, expand
 from tests.grafana.helpers import run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,12 +21,12 @@ from clickhouse_connect.driver.client import Client
 
 from runstream_core.clickhouse import connect
 from runstream_core.events import RunStatus
-from runstream_grafana.dashboards import DASHBOARDS, dashboard_queries
-from runstream_grafana.dashboards.macros import ALL, QueryContext, expand, expand_macros, option_value
-from runstream_grafana.dashboards.queries import DashboardQuery, variable_values
+from runstream_grafana.dashboards import ALL, DASHBOARDS, dashboard_queries, option_value
+from runstream_grafana.dashboards.queries import DashboardQuery
 from runstream_grafana.dashboards.variables import is_all, selected_texts, variable_text
 from tests.fixtures.hostile import HOSTILE, INJECTION, LEAK_MARKERS, TEAMS, HostileFacts, HostileRun, seed_hostile
 from tests.fixtures.settings import StackSettings as Settings
+from tests.grafana.emulator import QueryContext, expand, expand_macros, variable_values
 from tests.grafana.helpers import run
 
 OVERVIEW, COMPARISON, HARDWARE = "runstream-team-overview", "runstream-run-comparison", "runstream-hardware"

@@ -6,15 +6,8 @@ import urllib.parse
 
 import pytest
 
-from runstream_grafana.dashboards.macros import (
-    ALL,
-    ALL_VALUE,
-    MacroError,
-    QueryContext,
-    encode_uri_component_strict,
-    expand,
-    option_value,
-)
+from runstream_grafana.dashboards import ALL, ALL_VALUE, option_value
+from tests.grafana.emulator import MacroError, QueryContext, encode_uri_component_strict, expand
 
 FROM_MS = 1_700_000_000_123
 TO_MS = 1_700_003_600_456

@@ -22,13 +22,14 @@ from pydantic import SecretStr
 import runstream.query as rq
 from runstream_core.clickhouse import connect
 from runstream_core.endpoint_users import TeamUser, users_path, write_users
-from runstream_grafana.dashboards import DASHBOARDS, all_queries
+from runstream_grafana.dashboards import DASHBOARDS
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer
 from tests.fixtures.endpoint import Endpoint, client_settings
 from tests.fixtures.pipeline import ENDPOINT_PASSWORD
 from tests.fixtures.seed import SeedFacts, overlapping_runs, seed
 from tests.fixtures.settings import StackSettings as Settings
+from tests.grafana.emulator import all_queries
 
 TEAMS = ("vision", "nlp")
 PASSWORDS = {"vision": "vision-pw", "nlp": "nlp-pw"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runstream.query._deps import pandas
 from runstream.query._lookup import RunRef, find_runs, run_id_list
+from runstream_core.buckets import COARSEST, finest_level, steps_per_bucket
 from runstream_core.errors import UsageError
 from runstream_core.log import get_logger
 
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 COLUMNS = ("run_id", "step", "value", "min", "max")
-STEPS_PER_BUCKET = 16  # level L groups 16**L steps (migration 0003)
-LEVELS = (1, 2, 3, 4)
 MIN_POINTS = 2
 
 # Per run: how many points the key has and its last step, from the run summary rollup.
@@ -74,11 +73,11 @@ def plan_curve(points: int, last_step: int, target: int) -> CurvePlan:
     if points <= target:
         return CurvePlan(level=0)
     steps = last_step + 1
-    for level in LEVELS:
-        if math.ceil(steps / STEPS_PER_BUCKET**level) <= target:
-            return CurvePlan(level=level)
-    coarsest = math.ceil(steps / STEPS_PER_BUCKET ** LEVELS[-1])
-    return CurvePlan(level=LEVELS[-1], merge=math.ceil(coarsest / target))
+    level = finest_level(steps, target)
+    if level is not None:
+        return CurvePlan(level=level)
+    coarsest = math.ceil(steps / steps_per_bucket(COARSEST))
+    return CurvePlan(level=COARSEST, merge=math.ceil(coarsest / target))
 
 
 def check_request(key: str, points: int) -> None:
@@ -120,7 +119,7 @@ def read_plan(client: Client, runs: dict[str, RunRef], key: str, plan: CurvePlan
         sql = RAW_SQL
     else:
         sql = BUCKETS_SQL
-        width = STEPS_PER_BUCKET**plan.level * plan.merge
+        width = steps_per_bucket(plan.level) * plan.merge
         parameters.update(level=plan.level, merge=plan.merge, width=width)
     order = {run_id: i for i, run_id in enumerate(runs)}
     rows = sorted(client.query(sql, parameters=parameters).result_rows, key=lambda row: (order[row[0]], row[1]))

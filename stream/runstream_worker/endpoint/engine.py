@@ -74,10 +74,9 @@ class EmbeddedEngine:
 
     def format_query(self, sql: str) -> str:
         """The engine's normalised text of ``sql`` (``formatQuery``): no comments, one clause a line."""
-        escaped = sql.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
         handle = self.handle()
         try:
-            result = handle.query("SELECT formatQuery({sql:String})", "TabSeparatedRaw", params={"sql": escaped})
+            result = handle.query(f"SELECT formatQuery({format_str(sql)})", "TabSeparatedRaw")
             return bytes(result.bytes()).decode()
         except Exception as exc:
             raise EndpointError.from_engine(exc) from exc

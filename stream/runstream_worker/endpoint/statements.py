@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from clickhouse_connect.driver.binding import format_str
+
 from runstream_core.team_access import TEAM_USER_PREFIX, team_condition
 from runstream_worker.endpoint.errors import Code, EndpointError, denied
 
@@ -148,8 +150,10 @@ class TeamScope:
     def table_filters(self) -> str:
         """ClickHouse's ``additional_table_filters`` cutting every team table to the team's rows: a
         view reads through them, and the session's ``readonly = 1`` keeps the query from changing it."""
-        condition = team_condition(self.team).replace("\\", "\\\\").replace("'", "\\'")
-        pairs = ", ".join(f"'{self.database}.{table}': '{condition}'" for table in sorted(self.filtered_tables))
+        condition = format_str(team_condition(self.team))
+        pairs = ", ".join(
+            f"{format_str(f'{self.database}.{table}')}: {condition}" for table in sorted(self.filtered_tables)
+        )
         return "{" + pairs + "}"
 
     def refuse(self, database: str, table: str) -> EndpointError:

@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models.dashboard import (
     ValueMappingResult,
 )
 
+from runstream_core.buckets import level_sql, width_sql
 from runstream_grafana.dashboards.panels import partition_by, with_query
 from runstream_grafana.dashboards.variables import (
     RUNS_IN_RANGE,
@@ -93,10 +94,8 @@ def _overlay() -> trend.Panel:
                     SELECT max(last_step) FROM metric_summary
                     WHERE {team_and_project()} AND run_id IN (SELECT run_id FROM chosen) AND key = {_METRIC}
                 ) AS longest,
-                if(longest < {MAX_POINTS_PER_CURVE}, 0,
-                   least(4, greatest(1, toUInt8(ceil(log2((longest + 1) / {MAX_POINTS_PER_CURVE}) / 4)))))
-                    AS curve_level,
-                bitShiftLeft(toInt64(1), 4 * curve_level) AS steps_per_bucket
+                {level_sql("longest", MAX_POINTS_PER_CURVE)} AS curve_level,
+                {width_sql("curve_level")} AS steps_per_bucket
             SELECT step, series, value
             FROM (
                 SELECT m.step AS step, c.series AS series, avg(m.value) AS value

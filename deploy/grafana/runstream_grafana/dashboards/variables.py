@@ -15,6 +15,8 @@ or run. ``in_variable`` writes the filter that accepts both.
 
 from __future__ import annotations
 
+import urllib.parse
+
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models.dashboard import (
     VariableOption,
@@ -23,7 +25,23 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from runstream_grafana.dashboards.clickhouse_query import DATASOURCE, DATASOURCE_UID, PLUGIN_ID
-from runstream_grafana.dashboards.macros import ALL, ALL_VALUE, option_value
+
+# Grafana's value for "All" in a multi-value variable.
+ALL = "$__all"
+# Every include-all variable carries this custom all value, which the filters read as "no filter":
+# a dashboard never expands "All" into an IN list of every run. No option can have it as its value:
+# option values are percent-encoded, and encoding turns ``*`` into ``%2A``.
+ALL_VALUE = "*"
+
+
+def option_value(text: str) -> str:
+    """The value of the variable option whose text is ``text``: what ClickHouse's
+    ``encodeURLComponent(text)`` returns in the first column of a variable query.
+
+    Grafana stores a choice as this value: ``{"project": option_value("a,b")}``.
+    """
+    return urllib.parse.quote(text, safe="")
+
 
 # A run belongs to a time range when it ran during some part of it.
 RUNS_IN_RANGE = "started_at <= $__toTime AND (ended_at IS NULL OR ended_at >= $__fromTime)"

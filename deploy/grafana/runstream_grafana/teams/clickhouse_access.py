@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 
 from runstream_core.errors import UsageError
@@ -88,13 +89,13 @@ class Statement:
 def quote_identifier(name: str) -> str:
     if not name or "\x00" in name:
         raise UsageError(f"invalid ClickHouse identifier {name!r}")
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+    return str(binding.quote_identifier(name))
 
 
 def quote_literal(value: str) -> str:
     if "\x00" in value:
         raise UsageError("a ClickHouse string literal cannot contain NUL")
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(binding.format_str(value))
 
 
 def team_policy(team: str) -> str:

@@ -1,4 +1,4 @@
-"""Expands a panel's SQL the way Grafana and the ClickHouse plugin do, so it can run outside Grafana.
+"""A test-only emulator of Grafana and its ClickHouse plugin: expands a panel's SQL as they do.
 
 Grafana first interpolates dashboard variables (``$team``, ``${run:percentencode}``) in the browser,
 then the plugin's backend expands its macros (``$__timeFilter(ts)``, ``$__interval_s``). Only the
@@ -17,14 +17,12 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runstream_core.errors import UsageError
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
-# Grafana's value for "All" in a multi-value variable.
-ALL = "$__all"
-# Every include-all variable carries this custom all value, which the filters read as "no filter"
-# (see variables.py): a dashboard never expands "All" into an IN list of every run. No option can
-# have it as its value: option values are percent-encoded, and encoding turns ``*`` into ``%2A``.
-ALL_VALUE = "*"
+from runstream_core.errors import UsageError
+from runstream_grafana.dashboards.catalog import DASHBOARDS
+from runstream_grafana.dashboards.queries import queries_of, starting_values, variables_of
+from runstream_grafana.dashboards.variables import ALL, ALL_VALUE
 
 # Grafana's interpolation pattern (public/app/features/variables/utils.ts, variableRegex):
 # $name, [[name:format]], ${name.fieldPath:format}.
@@ -66,15 +64,6 @@ def encode_uri_component_strict(value: str) -> str:
     """Grafana's ``encodeURIComponentStrict``: JavaScript's ``encodeURIComponent`` (UTF-8) that also
     escapes ``!'()*``, so that only ``A-Za-z0-9-_.~`` and ``%XX`` (upper-case hex) remain."""
     return urllib.parse.quote(value, safe="")
-
-
-def option_value(text: str) -> str:
-    """The value of the variable option whose text is ``text``: what ClickHouse's
-    ``encodeURLComponent(text)`` returns in the first column of a variable query.
-
-    Set variables with it, as Grafana would store the choice: ``{"project": option_value("a,b")}``.
-    """
-    return urllib.parse.quote(text, safe="")
 
 
 def _percentencode(value: str | list[str]) -> str:
@@ -223,3 +212,49 @@ def expand_macros(sql: str, context: QueryContext) -> str:
 def expand(sql: str, context: QueryContext) -> str:
     """The SQL ClickHouse receives when Grafana runs ``sql`` in ``context``."""
     return expand_macros(expand_variables(sql, context), context)
+
+
+def variable_values(model: Dashboard, values: Mapping[str, str | Sequence[str]]) -> dict[str, str | list[str]]:
+    """The values Grafana interpolates in ``model``'s queries: ``values`` over the starting ones.
+
+    Values are option values as Grafana stores them (``option_value(text)``). Grafana keeps the
+    value of a multi-value variable as a list, so a single string given for one becomes a list of one.
+    """
+    multi = {v.name for v in variables_of(model) if v.multi}
+    merged: dict[str, str | list[str]] = {}
+    for name, value in {**starting_values(model), **values}.items():
+        if isinstance(value, str):
+            merged[name] = [value] if name in multi and value != ALL else value
+        else:
+            merged[name] = list(value)
+    return merged
+
+
+def all_queries(
+    variables: Mapping[str, str | Sequence[str]],
+    *,
+    time_from_ms: int,
+    time_to_ms: int,
+    interval_s: int = 60,
+) -> list[tuple[str, str, str]]:
+    """``(dashboard_uid, panel_title, sql)`` for every query, expanded as Grafana would run it.
+
+    ``variables`` sets dashboard variables by name to option values as Grafana stores them,
+    ``option_value(text)`` (``{"team": option_value("vision"), "run": ["r1", "r2"]}``); the others
+    keep the value they start with (All, or e.g. the metric ``loss``).
+    """
+    models = [spec.build() for spec in DASHBOARDS]
+    declared = {name for model in models for name in starting_values(model)}
+    unknown = sorted(set(variables) - declared)
+    if unknown:
+        raise UsageError(f"no dashboard has the variable(s) {unknown}; known: {sorted(declared)}")
+    expanded = []
+    for model in models:
+        context = QueryContext(
+            time_from_ms=time_from_ms,
+            time_to_ms=time_to_ms,
+            interval_s=interval_s,
+            values=variable_values(model, variables),
+        )
+        expanded += [(q.dashboard_uid, q.title, expand(q.sql, context)) for q in queries_of(model)]
+    return expanded
