@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections.abc import Hashable
 from typing import Any
 
 import structlog
@@ -46,3 +48,25 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     # Client libraries narrate every connection at INFO; their warnings are what matter here.
     for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class WarnOnce:
+    """Logs a warning the first time each ``kind`` is reported; later reports of it are dropped.
+
+    Code that runs for days (a sampler, the transport, ``log()`` on bad input) must not flood the
+    log with one line per recurrence: each kind of trouble is told once.
+    """
+
+    def __init__(self, logger: structlog.stdlib.BoundLogger) -> None:
+        self._log = logger
+        self._seen: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: Hashable, event: str, **fields: Any) -> bool:
+        """Logs ``event`` if ``kind`` is new; returns whether it did."""
+        with self._lock:
+            if kind in self._seen:
+                return False
+            self._seen.add(kind)
+        self._log.warning(event, **fields)
+        return True

@@ -7,10 +7,10 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runstream.hardware._once import WarnOnce, describe
+from runstream.hardware._once import describe
 from runstream.hardware._visible import visible_indices
 from runstream_core import hardware_keys as hk
-from runstream_core.log import get_logger
+from runstream_core.log import WarnOnce, get_logger
 
 log = get_logger("runstream.hardware")
 

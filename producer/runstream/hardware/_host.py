@@ -7,9 +7,10 @@ from typing import Any
 
 import psutil
 
-from runstream.hardware._once import WarnOnce, describe
+from runstream.hardware._once import describe
 from runstream_core import hardware_keys as hk
 from runstream_core.errors import UsageError
+from runstream_core.log import WarnOnce
 
 
 def _cpu_busy_percent(before: Any, after: Any) -> float:

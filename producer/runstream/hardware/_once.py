@@ -1,29 +1,15 @@
-"""Warnings that are logged once per kind of trouble, however often the trouble recurs."""
+"""The hardware sampler's warnings, each logged once per kind of trouble however often it recurs."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
-
-from runstream_core.log import get_logger
+from runstream_core.log import WarnOnce, get_logger
 
 log = get_logger("runstream.hardware")
 
 
-class WarnOnce:
-    """Logs a warning the first time each ``kind`` is reported; later reports of it are dropped.
-
-    A sampler runs every few seconds for days, so a repeating failure must not flood the log.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[Hashable] = set()
-
-    def __call__(self, kind: Hashable, event: str, **fields: Any) -> None:
-        if kind in self._seen:
-            return
-        self._seen.add(kind)
-        log.warning(event, **fields)
+def warn_once() -> WarnOnce:
+    """A fresh once-per-kind warner on the hardware logger."""
+    return WarnOnce(log)
 
 
 def describe(exc: BaseException) -> str:

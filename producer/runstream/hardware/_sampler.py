@@ -11,7 +11,7 @@ from typing import Any
 
 from runstream.hardware._gpu import GpuReader
 from runstream.hardware._host import HostReader
-from runstream.hardware._once import WarnOnce, describe
+from runstream.hardware._once import describe, warn_once
 from runstream.hardware._sample import HardwareSample
 from runstream_core.errors import UsageError
 from runstream_core.log import get_logger
@@ -57,7 +57,7 @@ class HardwareSampler:
         self._interval_s = seconds
         self._interval_ms = round(seconds * 1000)
         self._emit = emit
-        self._warn = WarnOnce()
+        self._warn = warn_once()
         pid = os.getpid() if pid is None else pid
         self._host = HostReader(system=system, process=process, pid=pid, warn=self._warn)
         self._gpu = GpuReader(
