@@ -17,51 +17,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from runstream._buffer import ColumnPacker, PointColumns
+from runstream._kafka import RecordSender, kafka_sender
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_core import kafka
 from runstream_core.events import Event, MetricBatch, encode_event
 from runstream_core.log import get_logger
-from runstream_core.topics import TopicCode, Topics
+from runstream_core.topics import TopicCode
 
 log = get_logger("runstream.transport")
 
 _SEND_BATCH = 256  # records read back from the spool per step
 _MAX_BACKOFF_S = 10.0
-
-
-class RecordSender(Protocol):
-    """The part of ``kafka.KafkaProducer`` the transport uses (a boundary tests may fake)."""
-
-    def send(self, topic: str, value: bytes, key: bytes) -> Any: ...
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-def kafka_sender(settings: Settings) -> RecordSender:
-    """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
-    producer: RecordSender = kafka.producer(
-        settings,
-        client_id="runstream-sdk",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=20,
-        compression_type="lz4",
-        bootstrap_timeout_ms=1000,
-        max_block_ms=1000,
-        request_timeout_ms=10_000,
-        delivery_timeout_ms=30_000,
-    )
-    return producer
-
-
-def topic_name(topics: Topics, code: TopicCode) -> str:
-    return topics.of_code(code)
 
 
 @dataclass(frozen=True)
@@ -119,7 +88,7 @@ class Transport:
         heartbeat: Callable[[int], Event] | None = None,
     ) -> None:
         self._settings = settings
-        self._topics = settings.topics
+        self._topic_names = {code: settings.topics.of_code(code) for code in TopicCode}
         self._identity = identity
         self._key = identity.run_id.encode()
         self._online = online
@@ -374,7 +343,7 @@ class Transport:
 
     def _send_one(self, sender: RecordSender, pending: _Pending) -> bool:
         try:
-            future = sender.send(topic_name(self._topics, pending.topic), value=pending.payload, key=self._key)
+            future = sender.send(self._topic_names[pending.topic], value=pending.payload, key=self._key)
         except Exception as exc:
             self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
             self._back_off()

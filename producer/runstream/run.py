@@ -18,7 +18,8 @@ import msgspec
 from runstream import _environment, _runstate, _signals
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
-from runstream._transport import DeliveryReport, Identity, RecordSender, Transport, kafka_sender
+from runstream._kafka import RecordSender, kafka_sender
+from runstream._transport import DeliveryReport, Identity, Transport
 from runstream.settings import Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import (
