@@ -19,6 +19,7 @@ from runstream import _environment, _runstate, _signals
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
 from runstream._kafka import RecordSender, kafka_sender
+from runstream._points import check_points
 from runstream._transport import DeliveryReport, Identity, Transport
 from runstream.settings import Settings
 from runstream_core.errors import UsageError
@@ -374,34 +375,13 @@ class Run:
         self._transport.dropped_points += n
         self._warn_once("buffer-full", "point buffer full; points dropped", limit=self._max_buffered)
 
-    def _convert(self, metrics: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """Slow path of ``log()``: flatten nested dicts and turn values into floats, here in the caller
+    def _convert(self, metrics: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """Slow path of ``log()``: flatten nested dicts and check the points here, in the caller
         (a tensor or array could change after ``log()`` returns)."""
-        keys: list[Any] = []
-        values: list[Any] = []
-        for key, value in flatten(metrics, "/", keep_bad_keys=True):
-            if type(key) is not str:
-                self.dropped_points += 1
-                self._warn_once("key-type", "metric keys must be strings; point dropped", key=repr(key)[:64])
-                continue
-            if type(value) is float or type(value) is int:
-                number: float | int | None = value
-            elif isinstance(value, (str, bytes, bytearray)) or value is None:
-                number = None
-            else:
-                try:
-                    number = float(value)
-                except (TypeError, ValueError, OverflowError):
-                    number = None
-            if number is None:
-                self.dropped_points += 1
-                self._warn_once(
-                    f"value:{key}", "metric value is not a number; dropped", key=str(key)[:64], value=repr(value)[:64]
-                )
-                continue
-            keys.append(key)
-            values.append(number)
-        return tuple(keys), tuple(values)
+        pairs = tuple(flatten(metrics, "/", keep_bad_keys=True))
+        keys, values = check_points([k for k, _ in pairs], [v for _, v in pairs], self._warn_once)
+        self.dropped_points += len(pairs) - len(keys)
+        return keys, values
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or change params (nested dicts become ``a.b`` keys; values stored as text)."""
