@@ -13,7 +13,7 @@ from typing import Any
 from runstream._points import WarnOnce, check_points
 
 Row = tuple[int, float, tuple[Any, ...], tuple[Any, ...]]
-"""(step, time.time(), keys, values) as appended by ``Run.log``."""
+"""(step, time.time(), keys, values) as offered by ``Transport.offer_points``."""
 
 
 @dataclass
