@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -20,7 +20,7 @@ from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
 from runstream._kafka import RecordSender, kafka_sender
 from runstream._transport import DeliveryReport, Identity, Transport
-from runstream.settings import Settings
+from runstream.settings import Mode, Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import (
     MAX_NAME_LEN,
@@ -42,7 +42,6 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 # Values log() hands to the sender thread as they are; anything else is converted in the caller.
 _PLAIN = frozenset((float, int))
 
-Mode = Literal["online", "offline", "disabled"]
 SummaryValue = float | str
 
 
@@ -50,44 +49,40 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def init(
-    project: str,
-    team: str,
-    *,
-    name: str | None = None,
-    group: str | None = None,
-    tags: Sequence[str] | Mapping[str, str] = (),
-    config: Mapping[str, Any] | None = None,
-    run_id: str | None = None,
-    resume: bool = False,
-    mode: Mode | None = None,
-    settings: Settings | None = None,
-    distributed: Distributed | None = None,
-) -> Run:
+class RunOptions(TypedDict, total=False):
+    """What ``init()`` takes after ``project`` and ``team``, all keyword-only and optional; the
+    defaults are ``Run``'s, the one place they are written."""
+
+    name: str | None
+    """Shown in dashboards; default: the first 8 characters of the run id (or the resumed run's name)."""
+    group: str | None
+    """Groups runs, e.g. a sweep."""
+    tags: Sequence[str] | Mapping[str, str]
+    """Labels (``["baseline"]``) or key/value pairs (``{"dataset": "imagenet"}``)."""
+    config: Mapping[str, Any] | None
+    """Hyperparameters, possibly nested; flattened to ``a.b`` keys and stored as the run's params."""
+    run_id: str | None
+    """The run's id; default: ``RUNSTREAM_RUN_ID``, the launcher's shared id, or a new one."""
+    resume: bool
+    """Continue the run ``run_id`` (steps go on from the last one logged on this machine)."""
+    mode: Mode | None
+    """``"online"``, ``"offline"`` (spool only; ``runstream sync`` later) or ``"disabled"`` (every
+    call does nothing); default: ``settings.mode``."""
+    settings: Settings | None
+    """Default: ``Settings()``, read from the environment."""
+    distributed: Distributed | None
+    """Rank and world size; default: read from the launcher's environment (torchrun, Slurm, MPI)."""
+
+
+def init(project: str, team: str, **options: Unpack[RunOptions]) -> Run:
     """Start a run and return it; use it as a context manager or call ``finish()``.
 
-    ``tags`` are labels (``["baseline"]``) or key/value pairs (``{"dataset": "imagenet"}``).
-    ``config`` may be nested; it is flattened to ``a.b`` keys and stored as the run's params.
-    ``resume=True`` continues the run ``run_id`` (steps go on from the last one logged here).
-    ``mode``: ``"online"`` (default, from settings), ``"offline"`` (spool only; ``runstream sync``
-    later) or ``"disabled"`` (every call does nothing). ``distributed`` is read from the launcher's
-    environment (torchrun, Slurm, MPI) unless given; every rank logs to one run, rank 0 owns its
-    lifecycle (start, params, tags, summary, end).
-    Raises ``UsageError`` for bad arguments; nothing else raises.
+    ``init(project, team, *, name=None, group=None, tags=(), config=None, run_id=None, resume=False,
+    mode=None, settings=None, distributed=None)``: the options are described in ``RunOptions``.
+    In a distributed job every rank logs to one run; rank 0 owns its lifecycle (start, params, tags,
+    summary, end). Raises ``UsageError`` for bad arguments; nothing else raises.
     """
-    run = Run(
-        project=project,
-        team=team,
-        name=name,
-        group=group,
-        tags=tags,
-        config=config,
-        run_id=run_id,
-        resume=resume,
-        mode=mode,
-        settings=settings or Settings(),
-        distributed=distributed,
-    )
+    run = Run(project=project, team=team, **options)
     _set_active(run)
     return run
 
@@ -188,7 +183,7 @@ class Run:
         run_id: str | None = None,
         resume: bool = False,
         mode: Mode | None = None,
-        settings: Settings,
+        settings: Settings | None = None,
         distributed: Distributed | None = None,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
         environ: Mapping[str, str] | None = None,
@@ -202,7 +197,7 @@ class Run:
         tag_map = _init_tags(tags)
         self._warned: set[str] = set()
         env = os.environ if environ is None else environ
-        self.settings = settings
+        self.settings = settings = settings or Settings()
         self.mode: Mode = mode or settings.mode
         if self.mode not in ("online", "offline", "disabled"):
             raise UsageError(f"mode must be 'online', 'offline' or 'disabled', got {self.mode!r}")
@@ -600,4 +595,4 @@ def finish(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None =
     return _require_active("finish").finish(status, timeout)
 
 
-__all__ = ["RecordSender", "Run", "Summary", "active_run", "init"]
+__all__ = ["RecordSender", "Run", "RunOptions", "Summary", "active_run", "init"]
