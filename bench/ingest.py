@@ -68,7 +68,7 @@ def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) 
             step += 1
         time.sleep(0.001)
     report = run.finish(timeout=300)
-    return step * keys, report.pending_records + report.dropped_points
+    return step * keys, report.pending_records + report.overflow_points
 
 
 def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> dict[str, Any]:

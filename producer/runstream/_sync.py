@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runstream._kafka import RecordSender, kafka_sender
 from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, read_spool, segment_paths
-from runstream._transport import RecordSender, kafka_sender, topic_name
 from runstream.settings import Settings
 from runstream_core.errors import CommError, UsageError
 from runstream_core.events import decode_event
@@ -111,7 +111,7 @@ def _send_spool(
         if key is None:
             log.warning("spooled record cannot be decoded; skipped", spool=str(spool), seq=record.seq)
             continue
-        future = sender.send(topic_name(topics, record.topic), value=record.payload, key=key)
+        future = sender.send(topics.of_code(record.topic), value=record.payload, key=key)
         outcome.expect()
         future.add_callback(outcome.acked)
         future.add_errback(outcome.failed)

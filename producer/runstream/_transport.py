@@ -1,10 +1,16 @@
 """Background delivery of one producer's events: inbox -> spool (on disk) -> Kafka.
 
-The training thread only appends to ``inbox`` (a deque). One daemon thread packs what it finds
-into records, numbers them, appends each to the spool before anything else (so a killed job
-leaves them on disk), and sends them with kafka-python. Records wait in memory for Kafka up to a
-byte budget; past it (Kafka down or slow) they stay on disk only and are read back in order when
-Kafka returns. Spool segments are deleted once Kafka has acknowledged all their records.
+A run talks to its ``Transport`` through a handful of calls, as wandb's run talks to its interface
+through ``publish_*``: ``offer_points`` (one row of a ``log()`` call), ``check_points`` and
+``reject_points`` (points checked or refused in the caller), ``publish`` (any other event),
+``flush``, ``close``, and ``stats()`` for the figures. What is buffered, what was refused because
+the buffer was full and what was rejected as bad input are counted here, and only here.
+
+Offering a row only appends it to an inbox (a deque). One daemon thread packs what it finds into
+records, numbers them, appends each to the spool before anything else (so a killed job leaves them
+on disk), and sends them with kafka-python. Records wait in memory for Kafka up to a byte budget;
+past it (Kafka down or slow) they stay on disk only and are read back in order when Kafka returns.
+Spool segments are deleted once Kafka has acknowledged all their records.
 Nothing here raises into user code: failures are counted and logged once per kind.
 """
 
@@ -14,54 +20,31 @@ import collections
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+import msgspec
 
 from runstream._buffer import ColumnPacker, PointColumns
+from runstream._kafka import RecordSender, kafka_sender
+from runstream._points import Number, check_points
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_core import kafka
 from runstream_core.events import Event, MetricBatch, encode_event
 from runstream_core.log import get_logger
-from runstream_core.topics import TopicCode, Topics
+from runstream_core.topics import INPUTS, TopicCode
 
 log = get_logger("runstream.transport")
 
 _SEND_BATCH = 256  # records read back from the spool per step
 _MAX_BACKOFF_S = 10.0
-
-
-class RecordSender(Protocol):
-    """The part of ``kafka.KafkaProducer`` the transport uses (a boundary tests may fake)."""
-
-    def send(self, topic: str, value: bytes, key: bytes) -> Any: ...
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-def kafka_sender(settings: Settings) -> RecordSender:
-    """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
-    producer: RecordSender = kafka.producer(
-        settings,
-        client_id="runstream-sdk",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=20,
-        compression_type="lz4",
-        bootstrap_timeout_ms=1000,
-        max_block_ms=1000,
-        request_timeout_ms=10_000,
-        delivery_timeout_ms=30_000,
-    )
-    return producer
-
-
-def topic_name(topics: Topics, code: TopicCode) -> str:
-    return topics.of_code(code)
+# The topic of each event kind a producer publishes, from the pipeline's topics table.
+_TOPIC_OF: dict[type[Any], TopicCode] = {
+    kind: topic.code for topic in INPUTS if topic.code is not None for kind in topic.events
+}
+_time = time.time
 
 
 @dataclass(frozen=True)
@@ -75,14 +58,6 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class EventItem:
-    """A non-metric event waiting in the inbox; built with its sequence number when packed."""
-
-    topic: TopicCode
-    build: Callable[[int], Event]
-
-
-@dataclass(frozen=True)
 class _Pending:
     seq: int
     topic: TopicCode
@@ -90,23 +65,51 @@ class _Pending:
     segment: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class TransportStats:
+    """A transport's point figures at one moment (``Transport.stats()``).
+
+    Every point logged is accepted, refused as overflow, or rejected by the run before it was offered;
+    an accepted point is still buffered, packed into a record, or rejected when packed.
+    """
+
+    accepted_points: int
+    """Points ``offer_points`` took into the buffer."""
+    buffered_points: int
+    """Accepted points not packed into records yet."""
+    overflow_points: int
+    """Points ``offer_points`` refused because the buffer held ``max_buffered_points`` already."""
+    rejected_points: int
+    """Points refused as bad input: a key or value ``check_points`` refuses (in the caller or when
+    packed), or a step the run's step rule refuses."""
+    failed_sends: int
+    """Kafka deliveries that failed (each record is sent again)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeliveryReport:
-    """What ``close()`` left undelivered. ``spool_path`` holds those records for ``runstream sync``."""
+    """What ``close()`` left undelivered, and the points that never became records.
+
+    ``spool_path`` holds the undelivered records for ``runstream sync``.
+    """
 
     pending_records: int
-    dropped_points: int
+    overflow_points: int
+    """Points refused because the buffer was full (``TransportStats.overflow_points``)."""
+    rejected_points: int
+    """Points refused as bad input (``TransportStats.rejected_points``)."""
     failed_sends: int
-    rejected_points: int = 0
     spool_path: str | None = None
 
     @property
     def complete(self) -> bool:
-        return self.pending_records == 0 and self.dropped_points == 0
+        """Everything accepted was delivered and nothing was lost to a full buffer."""
+        return self.pending_records == 0 and self.overflow_points == 0
 
 
 class Transport:
-    """Owns one producer's inbox, spool and Kafka sender, and the thread that moves records along."""
+    """Owns one producer's inbox, spool and Kafka sender, the thread that moves records along,
+    and the count of every point offered to it."""
 
     def __init__(
         self,
@@ -116,21 +119,27 @@ class Transport:
         spool_dir: Path | None,
         online: bool = True,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
-        heartbeat: Callable[[int], Event] | None = None,
+        heartbeat: Callable[[], Event] | None = None,
     ) -> None:
         self._settings = settings
-        self._topics = settings.topics
+        self._topic_names = {code: settings.topics.of_code(code) for code in TopicCode}
         self._identity = identity
         self._key = identity.run_id.encode()
         self._online = online
         self._sender_factory = sender_factory
         self._heartbeat = heartbeat
         self.producer_id = uuid.uuid4().hex
-        self.inbox: collections.deque[Any] = collections.deque()
-        """Rows ``(step, time_s, keys, values)`` from ``log()`` and ``EventItem``s, in call order."""
-        self.point_counts = [0, 0]
-        """[points logged, points packed]: the first written by ``log()``, the second by this thread."""
-        self.dropped_points = 0
+        self._inbox: collections.deque[Any] = collections.deque()
+        """Rows ``(step, time_s, keys, values)`` and events, in the order they were offered."""
+        self._inbox_append = self._inbox.append
+        # Point counts: the first three written by user threads, packed ones by the sender thread.
+        self._accepted_points = 0
+        self._overflow_points = 0
+        self._rejected_in_caller = 0
+        self._packed_points = 0
+        self._max_buffered = settings.max_buffered_points
+        self._record_points = settings.max_points_per_record
+        self._wake_at = self._record_points
         self._packer = ColumnPacker(self._warn_once_fields)
         self._seq = 0
         self._spool = self._open_spool(spool_dir)
@@ -151,28 +160,69 @@ class Transport:
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
         self._warned: set[str] = set()
-        self.failed_sends = 0
+        self._warned_lock = threading.Lock()
+        self._failed_sends = 0
         self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{identity.run_id[:8]}", daemon=True)
 
     @property
     def spool_path(self) -> Path | None:
         return self._spool.directory if self._spool is not None else None
 
-    # -- called from user threads --------------------------------------------------------
+    # -- the run's calls -----------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
-    def publish(self, topic: TopicCode, build: Callable[[int], Event]) -> None:
-        """Queue an event, built later with its sequence number; it follows every point logged before."""
-        self.inbox.append(EventItem(topic, build))
+    def offer_points(self, step: int, keys: tuple[Any, ...], values: tuple[Number, ...]) -> bool:
+        """Take one row of points logged at ``step``: O(1), an append and a few counts.
+
+        ``values`` are plain floats and ints; keys and int ranges go through ``check_points`` when
+        the row is packed. A row that would take the buffer past ``max_buffered_points`` is refused
+        whole and counted as overflow (False).
+        """
+        n = len(keys)
+        accepted = self._accepted_points + n
+        if accepted - self._packed_points > self._max_buffered:
+            self._overflow_points += n
+            self._warn_once_fields(
+                "buffer-full", "point buffer full; points refused as overflow", limit=self._max_buffered
+            )
+            return False
+        if n:
+            self._accepted_points = accepted
+            self._inbox_append((step, _time(), keys, values))
+            if accepted >= self._wake_at:  # a record's worth more is waiting: pack before the interval ends
+                self._wake_at = accepted + self._record_points
+                self._wake.set()
+        return True
+
+    def check_points(self, keys: Sequence[Any], values: Sequence[Any]) -> tuple[tuple[str, ...], tuple[Number, ...]]:
+        """Run ``check_points`` in the caller, for a row that is not all plain numbers (its values
+        are converted now: a tensor could change later). The points refused count as rejected."""
+        kept_keys, kept_values = check_points(keys, values, self._warn_once_fields)
+        self._rejected_in_caller += len(keys) - len(kept_keys)
+        return kept_keys, kept_values
+
+    def reject_points(self, n: int) -> None:
+        """Count ``n`` points the run refused as bad input (its step rule) without offering them."""
+        self._rejected_in_caller += n
+
+    def publish(self, event: Event) -> None:
+        """Queue an event; it follows every point offered before. Its producer id and sequence
+        number are set when it is packed."""
+        self._inbox_append(event)
         self._wake.set()
 
-    def nudge(self) -> None:
-        """Ask the sender thread to act now rather than at the next interval."""
-        self._wake.set()
-
-    def buffered_points(self) -> int:
-        return self.point_counts[0] - self.point_counts[1]
+    def stats(self) -> TransportStats:
+        """The point figures so far; while the sender thread works, each is current but they are not
+        read at one instant."""
+        accepted = self._accepted_points
+        return TransportStats(
+            accepted_points=accepted,
+            buffered_points=accepted - self._packed_points,
+            overflow_points=self._overflow_points,
+            rejected_points=self._rejected_in_caller + self._packer.rejected,
+            failed_sends=self._failed_sends,
+        )
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far is on disk and, when online, acknowledged by Kafka."""
@@ -192,11 +242,12 @@ class Transport:
         if self._thread.is_alive():
             self._thread.join(timeout + 5.0)
         pending = self._pending_records()
+        stats = self.stats()
         return DeliveryReport(
             pending_records=pending,
-            dropped_points=self.dropped_points,
-            failed_sends=self.failed_sends,
-            rejected_points=self._packer.rejected,
+            overflow_points=stats.overflow_points,
+            rejected_points=stats.rejected_points,
+            failed_sends=stats.failed_sends,
             spool_path=str(self.spool_path) if pending and self.spool_path is not None else None,
         )
 
@@ -213,7 +264,7 @@ class Transport:
             if stopping and deadline is None:
                 deadline = time.monotonic() + self._close_timeout
             if self._heartbeat is not None and not stopping and time.monotonic() >= next_heartbeat:
-                self.publish(TopicCode.RUNS, self._heartbeat)
+                self.publish(self._heartbeat())
                 next_heartbeat = time.monotonic() + self._settings.heartbeat_interval_s
             try:
                 self._step()
@@ -230,7 +281,7 @@ class Transport:
             self._send()
 
     def _settled(self) -> bool:
-        if self.inbox or self.buffered_points() > 0:
+        if self._inbox or self._accepted_points > self._packed_points:
             return False
         if not self._online:
             return True
@@ -243,25 +294,26 @@ class Transport:
 
     # packing: inbox -> numbered records -> spool (+ memory queue while Kafka keeps up)
     def _pack(self) -> None:
-        inbox, packer = self.inbox, self._packer
-        limit = self._settings.max_points_per_record
+        inbox, packer = self._inbox, self._packer
+        limit = self._record_points
         while inbox:
             item = inbox.popleft()
             if type(item) is tuple:
-                self.point_counts[1] += len(item[3])
+                self._packed_points += len(item[3])
                 packer.add(item)
                 if len(packer.columns) >= limit:
                     self._emit_points()
             else:
                 self._emit_points()
-                self._emit(item.topic, item.build(self._seq))
+                stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
+                self._emit(_TOPIC_OF[type(item)], stamped)
         self._emit_points()
         if self._spool is not None:
             self._spool.flush()
 
     def _emit_points(self) -> None:
         columns = self._packer.take()
-        size = self._settings.max_points_per_record
+        size = self._record_points
         for start in range(0, len(columns), size):
             self._emit(TopicCode.METRICS, self._metric_batch(columns, start, start + size))
 
@@ -374,7 +426,7 @@ class Transport:
 
     def _send_one(self, sender: RecordSender, pending: _Pending) -> bool:
         try:
-            future = sender.send(topic_name(self._topics, pending.topic), value=pending.payload, key=self._key)
+            future = sender.send(self._topic_names[pending.topic], value=pending.payload, key=self._key)
         except Exception as exc:
             self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
             self._back_off()
@@ -390,7 +442,7 @@ class Transport:
         self._acks.append(seq)  # on kafka-python's thread: deque appends are thread-safe
 
     def _failed(self, seq: int, exc: BaseException) -> None:
-        self.failed_sends += 1
+        self._failed_sends += 1
         self._failures.append(seq)
         self._warn_once("delivery", "Kafka delivery failed; record will be sent again", exc)
         self._wake.set()
@@ -419,7 +471,7 @@ class Transport:
                 self._warn_once("close", "Kafka producer close failed", exc)
             self._settle_acks()
         if self._spool is not None:
-            delivered = self._online and self._pending_records() == 0 and not self.inbox
+            delivered = self._online and self._pending_records() == 0 and not self._inbox
             try:
                 self._spool.close(remove=delivered)
             except OSError as exc:
@@ -438,6 +490,11 @@ class Transport:
         self._warn_once_fields(kind, message, error=repr(exc))
 
     def _warn_once_fields(self, kind: str, message: str, **fields: Any) -> None:
-        if kind not in self._warned:
+        # Called from the sender thread and from the run's (points checked in the caller, overflow).
+        if kind in self._warned:
+            return
+        with self._warned_lock:
+            if kind in self._warned:
+                return
             self._warned.add(kind)
-            log.warning(message, run_id=self._identity.run_id, **fields)
+        log.warning(message, run_id=self._identity.run_id, **fields)

@@ -11,15 +11,16 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
 from runstream import _environment, _runstate, _signals
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
-from runstream._transport import DeliveryReport, Identity, RecordSender, Transport, kafka_sender
-from runstream.settings import Settings
+from runstream._kafka import RecordSender, kafka_sender
+from runstream._transport import DeliveryReport, Identity, Transport
+from runstream.settings import Mode, Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import (
     MAX_NAME_LEN,
@@ -34,16 +35,13 @@ from runstream_core.events import (
     control_character,
 )
 from runstream_core.log import get_logger
-from runstream_core.topics import TopicCode
 
 log = get_logger("runstream.run")
 
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 # Values log() hands to the sender thread as they are; anything else is converted in the caller.
 _PLAIN = frozenset((float, int))
-_time = time.time
 
-Mode = Literal["online", "offline", "disabled"]
 SummaryValue = float | str
 
 
@@ -51,44 +49,40 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def init(
-    project: str,
-    team: str,
-    *,
-    name: str | None = None,
-    group: str | None = None,
-    tags: Sequence[str] | Mapping[str, str] = (),
-    config: Mapping[str, Any] | None = None,
-    run_id: str | None = None,
-    resume: bool = False,
-    mode: Mode | None = None,
-    settings: Settings | None = None,
-    distributed: Distributed | None = None,
-) -> Run:
+class RunOptions(TypedDict, total=False):
+    """What ``init()`` takes after ``project`` and ``team``, all keyword-only and optional; the
+    defaults are ``Run``'s, the one place they are written."""
+
+    name: str | None
+    """Shown in dashboards; default: the first 8 characters of the run id (or the resumed run's name)."""
+    group: str | None
+    """Groups runs, e.g. a sweep."""
+    tags: Sequence[str] | Mapping[str, str]
+    """Labels (``["baseline"]``) or key/value pairs (``{"dataset": "imagenet"}``)."""
+    config: Mapping[str, Any] | None
+    """Hyperparameters, possibly nested; flattened to ``a.b`` keys and stored as the run's params."""
+    run_id: str | None
+    """The run's id; default: ``RUNSTREAM_RUN_ID``, the launcher's shared id, or a new one."""
+    resume: bool
+    """Continue the run ``run_id`` (steps go on from the last one logged on this machine)."""
+    mode: Mode | None
+    """``"online"``, ``"offline"`` (spool only; ``runstream sync`` later) or ``"disabled"`` (every
+    call does nothing); default: ``settings.mode``."""
+    settings: Settings | None
+    """Default: ``Settings()``, read from the environment."""
+    distributed: Distributed | None
+    """Rank and world size; default: read from the launcher's environment (torchrun, Slurm, MPI)."""
+
+
+def init(project: str, team: str, **options: Unpack[RunOptions]) -> Run:
     """Start a run and return it; use it as a context manager or call ``finish()``.
 
-    ``tags`` are labels (``["baseline"]``) or key/value pairs (``{"dataset": "imagenet"}``).
-    ``config`` may be nested; it is flattened to ``a.b`` keys and stored as the run's params.
-    ``resume=True`` continues the run ``run_id`` (steps go on from the last one logged here).
-    ``mode``: ``"online"`` (default, from settings), ``"offline"`` (spool only; ``runstream sync``
-    later) or ``"disabled"`` (every call does nothing). ``distributed`` is read from the launcher's
-    environment (torchrun, Slurm, MPI) unless given; every rank logs to one run, rank 0 owns its
-    lifecycle (start, params, tags, summary, end).
-    Raises ``UsageError`` for bad arguments; nothing else raises.
+    ``init(project, team, *, name=None, group=None, tags=(), config=None, run_id=None, resume=False,
+    mode=None, settings=None, distributed=None)``: the options are described in ``RunOptions``.
+    In a distributed job every rank logs to one run; rank 0 owns its lifecycle (start, params, tags,
+    summary, end). Raises ``UsageError`` for bad arguments; nothing else raises.
     """
-    run = Run(
-        project=project,
-        team=team,
-        name=name,
-        group=group,
-        tags=tags,
-        config=config,
-        run_id=run_id,
-        resume=resume,
-        mode=mode,
-        settings=settings or Settings(),
-        distributed=distributed,
-    )
+    run = Run(project=project, team=team, **options)
     _set_active(run)
     return run
 
@@ -172,7 +166,7 @@ class Run:
 
     Step rule: ``log(..., step=None)`` uses the step after the last one logged (0 for the first call).
     An explicit step may repeat the current one (several keys at one step) but may not go back:
-    points at a step lower than the last are dropped and counted, with one warning.
+    points at a step lower than the last are rejected (counted as ``rejected_points``), with one warning.
     ``log()`` is meant to be called from one thread; calls from several threads are safe but then
     share one step counter.
     """
@@ -189,7 +183,7 @@ class Run:
         run_id: str | None = None,
         resume: bool = False,
         mode: Mode | None = None,
-        settings: Settings,
+        settings: Settings | None = None,
         distributed: Distributed | None = None,
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
         environ: Mapping[str, str] | None = None,
@@ -203,7 +197,7 @@ class Run:
         tag_map = _init_tags(tags)
         self._warned: set[str] = set()
         env = os.environ if environ is None else environ
-        self.settings = settings
+        self.settings = settings = settings or Settings()
         self.mode: Mode = mode or settings.mode
         if self.mode not in ("online", "offline", "disabled"):
             raise UsageError(f"mode must be 'online', 'offline' or 'disabled', got {self.mode!r}")
@@ -233,7 +227,6 @@ class Run:
         self._last_step = state.last_step if state else -1
         self._finish_lock = threading.Lock()
         self._finished = self.mode == "disabled"
-        self.dropped_points = 0
         self.delivery: DeliveryReport | None = None
         self._transport: Transport | None = None
         self._sampler: Any = None
@@ -247,25 +240,11 @@ class Run:
             sender_factory=sender_factory,
             heartbeat=self._heartbeat,
         )
-        self._inbox_append = self._transport.inbox.append
-        self._point_counts = self._transport.point_counts
-        self._nudge = self._transport.nudge
-        self._nudge_at = settings.max_points_per_record
-        self._max_buffered = settings.max_buffered_points
-        self._record_points = settings.max_points_per_record
+        self._offer_points = self._transport.offer_points
         if self.owns_lifecycle:
             self._save_state(RunStatus.RUNNING)
             resumed_at = _now_ms() if resume else 0
-            self._transport.publish(
-                TopicCode.RUNS,
-                lambda seq: RunStart(
-                    producer_id=self._producer_id,
-                    seq=seq,
-                    run=self.info,
-                    params=self.params,
-                    resumed_at_ms=resumed_at,
-                ),
-            )
+            self._transport.publish(RunStart(run=self.info, params=dict(self.params), resumed_at_ms=resumed_at))
         self._transport.start()
         self._start_sampler()
         atexit.register(self._finish_at_exit)
@@ -310,19 +289,16 @@ class Run:
         """This process's spool directory (None when disabled)."""
         return self._transport.spool_path if self._transport is not None else None
 
-    @property
-    def _producer_id(self) -> str:
-        assert self._transport is not None
-        return self._transport.producer_id
-
     # -- logging -------------------------------------------------------------------------
     def log(self, metrics: Mapping[str, Any], *, step: int | None = None) -> None:
         """Record scalar metrics at ``step`` (see the class docstring for the step rule).
 
         Nested dicts become ``a/b`` keys. Values may be int, float, bool or anything with
         ``__float__`` (numpy scalars, 0-d tensors); NaN and +/-inf are kept as such. A value that is
-        not a number, or a key that is not a string, is dropped with one warning per key. Never
-        raises on bad input and never waits on the network.
+        not a number, or a key that is not a string, is rejected with one warning per key. Never
+        raises on bad input and never waits on the network. Points rejected, and points refused
+        because the buffer was full, are counted in the report ``finish()`` returns
+        (``rejected_points``, ``overflow_points``).
         """
         if self._finished:
             if self.mode != "disabled":
@@ -343,64 +319,30 @@ class Run:
             step = self._next_step
         elif type(step) is not int:
             if not hasattr(step, "__index__") or isinstance(step, bool):
-                self._warn_once("step-type", "step must be an int; points dropped", step=repr(step)[:64])
-                self.dropped_points += len(keys)
+                self._warn_once("step-type", "step must be an int; points rejected", step=repr(step)[:64])
+                self._reject_points(len(keys))
                 return
             step = step.__index__()  # numpy integers
         if step < self._last_step:
             self._warn_once(
-                "step-back", "step went backwards; such points are dropped", step=step, last_step=self._last_step
+                "step-back", "step went backwards; such points are rejected", step=step, last_step=self._last_step
             )
-            self.dropped_points += len(keys)
+            self._reject_points(len(keys))
             return
         self._last_step = step
         self._next_step = step + 1
-        n = len(keys)
-        counts = self._point_counts
-        buffered = counts[0] - counts[1] + n
-        if buffered > self._max_buffered or not n:
-            if n:
-                self._drop_full(n)
-            return
-        counts[0] += n
-        self._inbox_append((step, _time(), keys, values))
-        if counts[0] >= self._nudge_at:  # a record's worth more is waiting: pack before the interval ends
-            self._nudge_at = counts[0] + self._record_points
-            self._nudge()
+        self._offer_points(step, keys, values)
 
-    def _drop_full(self, n: int) -> None:
+    def _reject_points(self, n: int) -> None:
         assert self._transport is not None
-        self._transport.dropped_points += n
-        self._warn_once("buffer-full", "point buffer full; points dropped", limit=self._max_buffered)
+        self._transport.reject_points(n)
 
-    def _convert(self, metrics: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """Slow path of ``log()``: flatten nested dicts and turn values into floats, here in the caller
+    def _convert(self, metrics: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """Slow path of ``log()``: flatten nested dicts and check the points now, in the caller
         (a tensor or array could change after ``log()`` returns)."""
-        keys: list[Any] = []
-        values: list[Any] = []
-        for key, value in flatten(metrics, "/", keep_bad_keys=True):
-            if type(key) is not str:
-                self.dropped_points += 1
-                self._warn_once("key-type", "metric keys must be strings; point dropped", key=repr(key)[:64])
-                continue
-            if type(value) is float or type(value) is int:
-                number: float | int | None = value
-            elif isinstance(value, (str, bytes, bytearray)) or value is None:
-                number = None
-            else:
-                try:
-                    number = float(value)
-                except (TypeError, ValueError, OverflowError):
-                    number = None
-            if number is None:
-                self.dropped_points += 1
-                self._warn_once(
-                    f"value:{key}", "metric value is not a number; dropped", key=str(key)[:64], value=repr(value)[:64]
-                )
-                continue
-            keys.append(key)
-            values.append(number)
-        return tuple(keys), tuple(values)
+        assert self._transport is not None
+        pairs = tuple(flatten(metrics, "/", keep_bad_keys=True))
+        return self._transport.check_points([k for k, _ in pairs], [v for _, v in pairs])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or change params (nested dicts become ``a.b`` keys; values stored as text)."""
@@ -457,18 +399,7 @@ class Run:
         self, params: dict[str, str] | None = None, summary: dict[str, SummaryValue] | None = None
     ) -> None:
         assert self._transport is not None
-        info, ts_ms = self.info, _now_ms()
-        self._transport.publish(
-            TopicCode.RUNS,
-            lambda seq: RunUpdate(
-                producer_id=self._producer_id,
-                seq=seq,
-                run=info,
-                ts_ms=ts_ms,
-                params=params or {},
-                summary=summary or {},
-            ),
-        )
+        self._transport.publish(RunUpdate(run=self.info, ts_ms=_now_ms(), params=params or {}, summary=summary or {}))
 
     # -- ending --------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> bool:
@@ -486,7 +417,7 @@ class Run:
                 return self.delivery
             self._finished = True
             if self._transport is None:  # disabled
-                self.delivery = DeliveryReport(pending_records=0, dropped_points=0, failed_sends=0)
+                self.delivery = DeliveryReport(pending_records=0, overflow_points=0, rejected_points=0, failed_sends=0)
                 return self.delivery
             try:
                 final = RunStatus(status)
@@ -495,26 +426,12 @@ class Run:
                 final = RunStatus.FAILED
             self._stop_sampler()
             if self.owns_lifecycle:
-                ended_at_ms = _now_ms()
                 self._transport.publish(
-                    TopicCode.RUNS,
-                    lambda seq: RunEnd(
-                        producer_id=self._producer_id,
-                        seq=seq,
-                        run=self.info,
-                        status=final,
-                        ended_at_ms=ended_at_ms,
-                        step=self._last_step,
-                    ),
+                    RunEnd(run=self.info, status=final, ended_at_ms=_now_ms(), step=self._last_step)
                 )
                 self._save_state(final)
-            report = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
-            self.delivery = report = DeliveryReport(
-                pending_records=report.pending_records,
-                dropped_points=report.dropped_points,
-                failed_sends=report.failed_sends,
-                rejected_points=report.rejected_points + self.dropped_points,
-                spool_path=report.spool_path,
+            self.delivery = report = self._transport.close(
+                self.settings.finish_timeout_s if timeout is None else timeout
             )
             if self.mode == "offline":
                 log.info("offline run saved; send it with `runstream sync`", run_id=self.run_id, path=str(self.dir))
@@ -525,8 +442,8 @@ class Run:
                     pending_records=report.pending_records,
                     spool=report.spool_path,
                 )
-            if report.dropped_points:
-                log.warning("points were dropped: the buffer was full", dropped_points=report.dropped_points)
+            if report.overflow_points:
+                log.warning("points were refused: the buffer was full", overflow_points=report.overflow_points)
             atexit.unregister(self._finish_at_exit)
             _signals.forget(self._on_sigterm)
             _clear_active(self)
@@ -556,17 +473,10 @@ class Run:
         log.warning("SIGTERM: marking the run killed and flushing", run_id=self.run_id)
         self.finish(RunStatus.KILLED)
 
-    def _heartbeat(self, seq: int) -> Heartbeat:
+    def _heartbeat(self) -> Heartbeat:
         if self.owns_lifecycle:
             self._save_state(RunStatus.RUNNING)
-        return Heartbeat(
-            producer_id=self._producer_id,
-            seq=seq,
-            rank=self.distributed.rank,
-            run=self.info,
-            ts_ms=_now_ms(),
-            step=self._last_step,
-        )
+        return Heartbeat(rank=self.distributed.rank, run=self.info, ts_ms=_now_ms(), step=self._last_step)
 
     def _save_state(self, status: RunStatus) -> None:
         info = self.info
@@ -619,10 +529,7 @@ class Run:
         info, rank = self.info, self.distributed.rank
         n = len(sample.keys)
         self._transport.publish(
-            TopicCode.HARDWARE,
-            lambda seq: HardwareBatch(
-                producer_id=self._producer_id,
-                seq=seq,
+            HardwareBatch(
                 rank=rank,
                 run_id=info.run_id,
                 team=info.team,
@@ -634,7 +541,7 @@ class Run:
                 keys=list(sample.keys),
                 devices=list(sample.devices),
                 values=list(sample.values),
-            ),
+            )
         )
 
     def _warn_once(self, kind: str, message: str, **fields: Any) -> None:
@@ -688,4 +595,4 @@ def finish(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None =
     return _require_active("finish").finish(status, timeout)
 
 
-__all__ = ["RecordSender", "Run", "Summary", "active_run", "init"]
+__all__ = ["RecordSender", "Run", "RunOptions", "Summary", "active_run", "init"]

@@ -32,8 +32,8 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     """Metric points packed into one Kafka record (RUNSTREAM_MAX_POINTS_PER_RECORD)."""
 
     max_buffered_points: int = Field(default=2_000_000, ge=1000)
-    """Bound on points held in SDK memory; beyond it points are dropped and counted
-    (RUNSTREAM_MAX_BUFFERED_POINTS)."""
+    """Bound on points held in SDK memory; beyond it points are refused and counted as
+    ``overflow_points`` in the report ``finish()`` returns (RUNSTREAM_MAX_BUFFERED_POINTS)."""
 
     max_unsent_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     """Bytes of encoded records the SDK keeps in memory for Kafka (waiting or in flight); past it

@@ -75,9 +75,9 @@ def test_backwards_steps_are_dropped_counted_and_warned_once(
         run.log({"loss": 2.0, "acc": 1.0}, step=3)
         run.log({"loss": 3.0}, step=4)
     run.log({"loss": 4.0}, step=6)
-    run.finish()
+    report = run.finish()
     assert sender.points() == [("loss", 5, 1.0), ("loss", 6, 4.0)]
-    assert run.dropped_points == 3
+    assert report.rejected_points == 3
     assert sum("step went backwards" in r.getMessage() for r in caplog.records) == 1
 
 

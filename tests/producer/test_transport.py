@@ -53,7 +53,7 @@ def test_outage_spills_to_disk_and_replays_every_record_once_in_order(settings: 
         run.log({"a": float(step), "b": -float(step)}, step=step)
     spool, transport = run.spool_path, run._transport
     assert spool is not None and transport is not None
-    wait_until(lambda: transport.buffered_points() == 0 and not transport.inbox)
+    wait_until(lambda: transport.stats().buffered_points == 0 and not transport._inbox)
     assert transport._unsent_bytes <= settings.max_unsent_bytes  # memory bounded, the rest is on disk
     spooled = [decode_event(r.payload) for r in read_spool(spool)]
     assert {s for e in spooled if isinstance(e, MetricBatch) for s in e.steps} >= set(range(500, 5000))
@@ -77,7 +77,7 @@ def test_log_never_waits_on_the_network(settings: Settings) -> None:
         run.log({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
     # Every call returned while the network was still blocked: nothing in log() waits for it.
     assert not sender.release.is_set()
-    assert run._transport is not None and run._transport.point_counts[0] == 40_000
+    assert run._transport is not None and run._transport.stats().accepted_points == 40_000
     sender.release.set()
     assert run.finish().complete
     assert len(sender.points()) == 40_000
@@ -107,15 +107,15 @@ def test_memory_stays_bounded_when_the_point_buffer_is_full(settings: Settings) 
     assert transport is not None
     transport._wake.clear()
     # The sender thread is stuck sending the run's start (after packing it), and kept from packing
-    # afterwards: everything beyond 1,000 points is dropped, not queued.
+    # afterwards: everything beyond 1,000 points is refused as overflow, not queued.
     assert sender.entered.wait(10)
     with transport_paused(transport):
         for step in range(300):
             run.log({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}, step=step)
-        assert transport.buffered_points() == 1000
+        assert transport.stats().buffered_points == 1000
     sender.release.set()
     report = run.finish()
-    assert report.dropped_points == 500
+    assert report.overflow_points == 500
     assert len(sender.points()) == 1000
 
 

@@ -1,0 +1,39 @@
+"""The SDK's Kafka producer: a run's transport and ``runstream sync`` send records through it.
+
+The client itself comes from ``runstream_core.kafka`` (cluster address, TLS and SASL in one place);
+this module only chooses the producer's options for a training job.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from runstream.settings import Settings
+from runstream_core import kafka
+
+
+class RecordSender(Protocol):
+    """The part of ``kafka.KafkaProducer`` the SDK uses (a boundary tests may fake)."""
+
+    def send(self, topic: str, value: bytes, key: bytes) -> Any: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+def kafka_sender(settings: Settings) -> RecordSender:
+    """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
+    producer: RecordSender = kafka.producer(
+        settings,
+        client_id="runstream-sdk",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        compression_type="lz4",
+        bootstrap_timeout_ms=1000,
+        max_block_ms=1000,
+        request_timeout_ms=10_000,
+        delivery_timeout_ms=30_000,
+    )
+    return producer
