@@ -18,8 +18,8 @@ from typing import Any
 
 from runstream_core.events import MAX_KEY_LEN, control_character
 
-WarnOnce = Callable[..., None]
-"""``warn_once(kind, message, **fields)``: logs the first report of each ``kind`` only."""
+WarnOnce = Callable[..., object]
+"""``warn_once(kind, message, **fields)`` (``runstream_core.log.WarnOnce``): logs each ``kind`` once."""
 
 Number = float | int
 

@@ -33,7 +33,7 @@ from runstream._points import Number, check_points
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
 from runstream_core.events import Event, MetricBatch, encode_event
-from runstream_core.log import get_logger
+from runstream_core.log import WarnOnce, get_logger
 from runstream_core.topics import INPUTS, TopicCode
 
 log = get_logger("runstream.transport")
@@ -159,8 +159,7 @@ class Transport:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
-        self._warned: set[str] = set()
-        self._warned_lock = threading.Lock()
+        self._warned = WarnOnce(log)  # called from the sender thread and the run's
         self._failed_sends = 0
         self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{identity.run_id[:8]}", daemon=True)
 
@@ -490,11 +489,4 @@ class Transport:
         self._warn_once_fields(kind, message, error=repr(exc))
 
     def _warn_once_fields(self, kind: str, message: str, **fields: Any) -> None:
-        # Called from the sender thread and from the run's (points checked in the caller, overflow).
-        if kind in self._warned:
-            return
-        with self._warned_lock:
-            if kind in self._warned:
-                return
-            self._warned.add(kind)
-        log.warning(message, run_id=self._identity.run_id, **fields)
+        self._warned(kind, message, run_id=self._identity.run_id, **fields)

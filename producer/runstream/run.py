@@ -34,7 +34,7 @@ from runstream_core.events import (
     RunUpdate,
     control_character,
 )
-from runstream_core.log import get_logger
+from runstream_core.log import WarnOnce, get_logger
 
 log = get_logger("runstream.run")
 
@@ -195,7 +195,7 @@ class Run:
             if given is not None:
                 _check_name(label, given)
         tag_map = _init_tags(tags)
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(log)
         env = os.environ if environ is None else environ
         self.settings = settings = settings or Settings()
         self.mode: Mode = mode or settings.mode
@@ -543,11 +543,6 @@ class Run:
                 values=list(sample.values),
             )
         )
-
-    def _warn_once(self, kind: str, message: str, **fields: Any) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            log.warning(message, **fields)
 
 
 # -- the active run, for the module-level shortcuts -------------------------------------------
