@@ -15,10 +15,24 @@ import msgspec
 
 SCHEMA_VERSION: Final = 1
 
-# Bounds that keep one bad producer from hurting the pipeline; validated on decode.
+# Bounds that keep one bad producer from hurting the pipeline; validated on decode, shown in the
+# JSON Schema, and applied by the SDK before anything is sent. Each numeric bound is the range of
+# the ClickHouse column the field is stored in (Int64 steps, UInt32 intervals, DateTime64(3) times).
 MAX_NAME_LEN: Final = 256
 MAX_KEY_LEN: Final = 256
+MAX_LABEL_LEN: Final = 1024
+"""Tag values."""
+MAX_TEXT_LEN: Final = 65_536
+"""Param values and summary text."""
 MAX_POINTS_PER_BATCH: Final = 100_000
+MAX_TAGS: Final = 256
+MAX_PARAMS: Final = 10_000
+MAX_SUMMARY: Final = 1_000
+MAX_STEP: Final = 2**63 - 1
+MAX_SEQ: Final = 2**63 - 1
+MAX_EPOCH_MS: Final = 10_413_791_999_999
+"""2299-12-31T23:59:59.999Z, the last instant ClickHouse's DateTime64(3) holds."""
+MAX_INTERVAL_MS: Final = 86_400_000
 
 # Names that label things (team, project, run name, group, user, host, metric, param and tag keys,
 # tag values, hardware keys and devices) hold no control character: C0 (U+0000-U+001F), DEL
@@ -32,8 +46,10 @@ _ASCII_CONTROL = bytes([*range(0x20), 0x7F])
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
 OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
-# Param keys, tag keys and tag values: no length bound, no control character.
-Label = Annotated[str, msgspec.Meta(pattern=NO_CONTROL_PATTERN)]
+# Param keys, tag keys and tag values: bounded, no control character.
+Label = Annotated[str, msgspec.Meta(max_length=MAX_KEY_LEN, pattern=NO_CONTROL_PATTERN)]
+TagValue = Annotated[str, msgspec.Meta(max_length=MAX_LABEL_LEN, pattern=NO_CONTROL_PATTERN)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)]
 RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"
 RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)]
 # Keys and devices of point batches repeat: they are checked once per distinct value, in the batch's
@@ -44,7 +60,10 @@ MetricKey = Annotated[
     msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN, extra_json_schema={"pattern": NO_CONTROL_PATTERN}),
 ]
 Device = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": NO_CONTROL_PATTERN})]
-EpochMs = Annotated[int, msgspec.Meta(ge=0)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
+Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_STEP)]
+LastStep = Annotated[int, msgspec.Meta(ge=-1, le=MAX_STEP)]
+"""A run's last step, or -1 before any."""
 PRODUCER_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{0,64}$"
 ProducerId = Annotated[str, msgspec.Meta(pattern=PRODUCER_ID_PATTERN)]
 Rank = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
@@ -96,7 +115,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     group: OptionalName = ""
     host: OptionalName = ""
     git_commit: OptionalName = ""
-    tags: dict[Label, Label] = {}
+    tags: Annotated[dict[Label, TagValue], msgspec.Meta(max_length=MAX_TAGS)] = {}
     started_at_ms: EpochMs = 0
     world_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
 
@@ -110,7 +129,7 @@ class _Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     v: int = SCHEMA_VERSION
     producer_id: ProducerId = ""
-    seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0
     rank: Rank = 0
 
 
@@ -118,7 +137,7 @@ class RunStart(_Envelope, frozen=True, kw_only=True, tag="run_start"):
     """A run began (or resumed). ``params`` is the flattened config, values rendered as strings."""
 
     run: RunInfo
-    params: dict[Label, str] = {}
+    params: Annotated[dict[Label, Text], msgspec.Meta(max_length=MAX_PARAMS)] = {}
     resumed_at_ms: EpochMs = 0
     """Set when a run is resumed: the new start outranks the earlier end in ``runs``."""
 
@@ -131,8 +150,8 @@ class RunUpdate(_Envelope, frozen=True, kw_only=True, tag="run_update"):
 
     run: RunInfo
     ts_ms: EpochMs
-    params: dict[Label, str] = {}
-    summary: dict[str, float | str] = {}
+    params: Annotated[dict[Label, Text], msgspec.Meta(max_length=MAX_PARAMS)] = {}
+    summary: Annotated[dict[Label, float | Text], msgspec.Meta(max_length=MAX_SUMMARY)] = {}
 
 
 class RunEnd(_Envelope, frozen=True, kw_only=True, tag="run_end"):
@@ -141,7 +160,7 @@ class RunEnd(_Envelope, frozen=True, kw_only=True, tag="run_end"):
     run: RunInfo
     status: RunStatus
     ended_at_ms: EpochMs
-    step: int = -1
+    step: LastStep = -1
     """The last step logged (-1 if none)."""
 
 
@@ -150,7 +169,7 @@ class Heartbeat(_Envelope, frozen=True, kw_only=True, tag="heartbeat"):
 
     run: RunInfo
     ts_ms: EpochMs
-    step: int = -1
+    step: LastStep = -1
 
 
 class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
@@ -160,7 +179,7 @@ class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
     team: Name
     project: Name
     keys: list[MetricKey]
-    steps: list[int]
+    steps: list[Step]
     ts_ms: list[EpochMs]
     values: list[float]
 
@@ -185,7 +204,7 @@ class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
     project: Name
     host: OptionalName = ""
     user: OptionalName = ""
-    interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    interval_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_INTERVAL_MS)] = 0
     ts_ms: list[EpochMs]
     keys: list[MetricKey]
     devices: list[Device]

@@ -214,3 +214,64 @@ def test_json_schema_refuses_control_characters_in_names() -> None:
         for char in ("\n", "\x00", "\x85"):
             assert not validator.is_valid(json.loads(json.dumps(build(char)))), (field, char)
         assert validator.is_valid(json.loads(json.dumps(build("ok'\\{}")))), field
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "metric_batch", "steps": [2**63]}, "steps[0]"),
+        ({"type": "metric_batch", "steps": [-5]}, "steps[0]"),
+        ({"type": "metric_batch", "ts_ms": [2**53]}, "ts_ms[0]"),
+        ({"type": "hardware_batch", "interval_ms": 2**32}, "interval_ms"),
+        ({"type": "run_start", "run": {"started_at_ms": 2**53}}, "started_at_ms"),
+        ({"type": "run_start", "params": {f"k{i}": "v" for i in range(10_001)}}, "params"),
+        ({"type": "run_start", "params": {"k": "v" * 65_537}}, "params"),
+        ({"type": "run_start", "run": {"tags": {f"t{i}": "" for i in range(257)}}}, "tags"),
+        ({"type": "run_start", "run": {"tags": {"t": "v" * 1025}}}, "tags"),
+        ({"type": "run_update", "summary": {f"s{i}": 1.0 for i in range(1001)}}, "summary"),
+        ({"type": "heartbeat", "seq": 2**63}, "seq"),
+    ],
+)
+def test_every_field_is_bounded(event: dict[str, object], field: str) -> None:
+    """Values the store's columns cannot hold are refused on decode, naming the field."""
+    run = {"run_id": "r", "team": "t", "project": "p"}
+    bases: dict[str, dict[str, object]] = {
+        "metric_batch": {
+            "run_id": "r",
+            "team": "t",
+            "project": "p",
+            "keys": ["k"],
+            "steps": [0],
+            "ts_ms": [1],
+            "values": [1.0],
+        },
+        "hardware_batch": {
+            "run_id": "r",
+            "team": "t",
+            "project": "p",
+            "keys": ["k"],
+            "devices": [""],
+            "ts_ms": [1],
+            "values": [1.0],
+        },
+        "run_start": {"run": run},
+        "run_update": {"run": run, "ts_ms": 1},
+        "heartbeat": {"run": run, "ts_ms": 1},
+    }
+    kind = str(event["type"])
+    payload = {**bases[kind], **{k: v for k, v in event.items() if k != "run"}, "type": kind}
+    if "run" in event:
+        payload["run"] = {**run, **event["run"]}  # type: ignore[dict-item]
+    with pytest.raises(msgspec.ValidationError) as info:
+        decode_event(msgspec.msgpack.encode(payload))
+    assert field.split("[", maxsplit=1)[0] in str(info.value)
+    # The same event within the bounds decodes.
+    decode_event(msgspec.msgpack.encode({**bases[kind], "type": kind}))
+
+
+def test_the_json_schema_shows_the_bounds() -> None:
+    defs = json.loads(json_schema.render())["$defs"]
+    assert defs["MetricBatch"]["properties"]["steps"]["items"]["maximum"] == 2**63 - 1
+    assert defs["HardwareBatch"]["properties"]["interval_ms"]["maximum"] == 86_400_000
+    assert defs["RunInfo"]["properties"]["tags"]["maxProperties"] == 256
+    assert defs["RunStart"]["properties"]["params"]["maxProperties"] == 10_000
