@@ -13,6 +13,8 @@ from typing import Annotated, Final
 
 import msgspec
 
+from runstream_core.team_access import TEAM_NAME_PATTERN
+
 SCHEMA_VERSION: Final = 1
 
 # Bounds that keep one bad producer from hurting the pipeline; validated on decode, shown in the
@@ -45,12 +47,18 @@ _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 _ASCII_CONTROL = bytes([*range(0x20), 0x7F])
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
+# A team name is the row filter of team isolation and part of user and setting names: one rule
+# everywhere (teams.yaml, the SDK, the worker), lowercase identifier characters only.
+# (``(?!\n)``: Python's ``$`` also matches just before a final line break.)
+TEAM_NAME_WIRE_PATTERN: Final = rf"{TEAM_NAME_PATTERN}(?!\n)"
+TeamName = Annotated[str, msgspec.Meta(pattern=TEAM_NAME_WIRE_PATTERN)]
 OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LEN, pattern=NO_CONTROL_PATTERN)]
 # Param keys, tag keys and tag values: bounded, no control character.
 Label = Annotated[str, msgspec.Meta(max_length=MAX_KEY_LEN, pattern=NO_CONTROL_PATTERN)]
 TagValue = Annotated[str, msgspec.Meta(max_length=MAX_LABEL_LEN, pattern=NO_CONTROL_PATTERN)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)]
-RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"
+# A run id names a directory of the SDK's: ``.`` and ``..`` are not ids.
+RUN_ID_PATTERN: Final = r"^(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,128}$(?!\n)"
 RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)]
 # Keys and devices of point batches repeat: they are checked once per distinct value, in the batch's
 # __post_init__, rather than by a pattern on every element (5x slower to decode); the pattern
@@ -64,7 +72,7 @@ EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_STEP)]
 LastStep = Annotated[int, msgspec.Meta(ge=-1, le=MAX_STEP)]
 """A run's last step, or -1 before any."""
-PRODUCER_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{0,64}$"
+PRODUCER_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{0,64}$(?!\n)"
 ProducerId = Annotated[str, msgspec.Meta(pattern=PRODUCER_ID_PATTERN)]
 Rank = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
@@ -108,7 +116,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Identity of a run; repeated in lifecycle events so each one alone can rebuild the run row."""
 
     run_id: RunId
-    team: Name
+    team: TeamName
     project: Name
     user: OptionalName = ""
     name: OptionalName = ""
@@ -176,7 +184,7 @@ class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
     """Many metric points of one run, column-wise: point ``i`` is (keys[i], steps[i], ts_ms[i], values[i])."""
 
     run_id: RunId
-    team: Name
+    team: TeamName
     project: Name
     keys: list[MetricKey]
     steps: list[Step]
@@ -200,7 +208,7 @@ class HardwareBatch(_Envelope, frozen=True, kw_only=True, tag="hardware_batch"):
     """
 
     run_id: RunId
-    team: Name
+    team: TeamName
     project: Name
     host: OptionalName = ""
     user: OptionalName = ""

@@ -159,7 +159,6 @@ def run_update(**fields: object) -> dict[str, object]:
 
 # Each labelled field, with ``{}`` standing for the text put there.
 LABELLED = {
-    "team": lambda t: run_start(run=info(team=f"vis{t}ion")),
     "project": lambda t: run_start(run=info(project=t)),
     "run name": lambda t: run_start(run=info(name=f"run {t}")),
     "group": lambda t: run_start(run=info(group=t)),
@@ -169,7 +168,6 @@ LABELLED = {
     "tag value": lambda t: run_start(run=info(tags={"k": f"v{t}"})),
     "param key": lambda t: run_start(params={f"lr{t}": "0.1"}),
     "param key (update)": lambda t: run_update(params={t: "0.1"}),
-    "batch team": lambda t: metric_batch(team=t),
     "batch project": lambda t: metric_batch(project=t),
     "metric key": lambda t: metric_batch(keys=["loss", f"acc{t}"]),
     "hardware key": lambda t: hardware_batch(keys=[f"gpu{t}"]),
@@ -275,3 +273,19 @@ def test_the_json_schema_shows_the_bounds() -> None:
     assert defs["HardwareBatch"]["properties"]["interval_ms"]["maximum"] == 86_400_000
     assert defs["RunInfo"]["properties"]["tags"]["maxProperties"] == 256
     assert defs["RunStart"]["properties"]["params"]["maxProperties"] == 10_000
+
+
+@pytest.mark.parametrize("team", ["Vision", "vision team", "vision\n", "1vision", "", "v" * 33, "\\'", "a,b", "视觉"])
+def test_team_names_follow_the_one_rule(team: str) -> None:
+    """The team is the row filter of isolation: lowercase letters, digits, underscores (as teams.yaml)."""
+    for build in (lambda: run_start(run=info(team=team)), lambda: metric_batch(team=team)):
+        with pytest.raises(msgspec.ValidationError, match="team"):
+            decode_event(msgspec.msgpack.encode(build()))
+    assert decode_event(msgspec.msgpack.encode(metric_batch(team="vision_2")))
+
+
+@pytest.mark.parametrize("run_id", ["..", ".", "abc\n", "a/b", "", "x" * 129])
+def test_run_ids_that_are_no_name_for_a_directory_are_refused(run_id: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match="run_id"):
+        decode_event(msgspec.msgpack.encode(metric_batch(run_id=run_id)))
+    assert decode_event(msgspec.msgpack.encode(metric_batch(run_id="run-1.a_b")))

@@ -8,6 +8,7 @@ import msgspec
 
 from runstream_core.events import (
     NO_CONTROL_PATTERN,
+    TEAM_NAME_WIRE_PATTERN,
     HardwareBatch,
     Heartbeat,
     MetricBatch,
@@ -107,7 +108,7 @@ def test_names_with_control_characters_are_set_aside_for_the_dead_letter_topic()
     pattern = f"Expected `str` matching regex {NO_CONTROL_PATTERN!r}"
     assert [(r.record.offset, r.reason) for r in decoded.rejected] == [
         (0, "invalid event: metric key 'a\\n' holds control character U+000A"),
-        (2, f"invalid event: {pattern} - at `$.run.team`"),
+        (2, f"invalid event: Expected `str` matching regex {TEAM_NAME_WIRE_PATTERN!r} - at `$.run.team`"),
         (3, f"invalid event: {pattern} - at `$.run.tags[...]`"),
     ]
     assert decoded.rows.metric_points == 1
