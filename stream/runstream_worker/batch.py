@@ -19,7 +19,8 @@ from runstream_core.events import (
     RunUpdate,
     decode_event,
 )
-from runstream_worker.rows import LiveFields, RowBatch
+from runstream_worker.rows import RowBatch, to_rows
+from runstream_worker.tables.runs import LiveFields
 
 RecordId = tuple[str, int]
 """(producer id, sequence number): names one record of one producer, whatever its Kafka offset."""
@@ -74,21 +75,8 @@ class DecodedBatch:
 
     @cached_property
     def rows(self) -> RowBatch:
-        rows = RowBatch(live=self.live)
-        for event in self.events:
-            if isinstance(event, MetricBatch):
-                rows.add_metrics(event)
-            elif isinstance(event, HardwareBatch):
-                rows.add_hardware(event)
-            elif isinstance(event, RunStart):
-                rows.add_run_start(event)
-            elif isinstance(event, RunUpdate):
-                rows.add_run_update(event)
-            elif isinstance(event, RunEnd):
-                rows.add_run_end(event)
-            else:
-                rows.add_heartbeat(event)
-        return rows
+        """The rows of the events left (``to_rows``)."""
+        return to_rows(self.events, self.live)
 
 
 # Which event kinds each topic may carry (by topic suffix).

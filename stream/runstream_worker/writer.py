@@ -12,10 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from runstream_core.events import RunStatus
 from runstream_core.log import get_logger
 from runstream_worker.batch import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
 from runstream_worker.liveness import LivenessTracker
@@ -23,6 +21,7 @@ from runstream_worker.rows import RowBatch
 from runstream_worker.selfmetrics import HealthWindow, WorkerMetrics, worker_id
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
+from runstream_worker.tables import runs
 
 log = get_logger("runstream.worker")
 
@@ -169,9 +168,7 @@ class BatchWriter:
             return
         rows = RowBatch()
         for info, live in crashed:
-            rows.runs.append(
-                rows.run_row(info, RunStatus.CRASHED, None, datetime.fromtimestamp(now_ms / 1000, UTC), live)
-            )
+            rows.runs.append(runs.crashed(info, live, now_ms))
             log.warning("run crashed: heartbeats stopped", run_id=info.run_id, last_heartbeat_ms=live.heartbeat_at_ms)
         await self._with_retry(self._sink.write, rows, None)
         self.counters.crashed_runs += len(crashed)
