@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from runstream_core.log import get_logger
-from runstream_worker.batch import Rejected, SourceRecord
+from runstream_worker.decode import Rejected, SourceRecord
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.writer import BatchWriter
 

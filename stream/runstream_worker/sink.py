@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from runstream_core.clickhouse import connect
 from runstream_core.settings import ClickHouseSettings
-from runstream_worker.batch import RecordId
+from runstream_worker.decode import RecordId
 from runstream_worker.rows import RowBatch
 from runstream_worker.selfmetrics import HEALTH_COLUMNS
 from runstream_worker.tables import hardware, metrics, params, runs, summary

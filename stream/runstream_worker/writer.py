@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstream_core.log import get_logger
-from runstream_worker.batch import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
+from runstream_worker.decode import DecodedBatch, Rejected, SourceRecord, decode_batch, dedup_token
 from runstream_worker.liveness import LivenessTracker
 from runstream_worker.rows import RowBatch
 from runstream_worker.selfmetrics import HealthWindow, WorkerMetrics, worker_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runstream_core.clickhouse import connect
 from runstream_core.events import Heartbeat, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, encode_event
-from runstream_worker.batch import SourceRecord, decode_batch
+from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
 from runstream_worker.rows import to_rows
 from runstream_worker.sink import ClickHouseSink

@@ -13,7 +13,9 @@ from runstream_core.events import (
     RunStart,
     RunStatus,
     RunUpdate,
+    encode_event,
 )
+from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.rows import to_rows
 from runstream_worker.tables import hardware, metrics, params, runs, summary
 from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields
@@ -206,3 +208,22 @@ def test_to_rows_sends_each_event_to_its_tables_with_the_live_fields() -> None:
         [at(2_500), 2, 0, at(1_200), 4],
     ]
     assert rows.params == [["t", "p", "r1", "lr", "0.1", at(1_000)], ["t", "p", "r1", "lr", "0.2", at(2_000)]]
+
+
+def test_decoding_follows_the_core_topics_table() -> None:
+    start = encode_event(RunStart(run=INFO))
+    points = encode_event(MetricBatch(run_id="r1", team="t", project="p", keys=["a"], steps=[0], ts_ms=[0], values=[1]))
+    records = [
+        SourceRecord("x.runs", 0, 0, start),
+        SourceRecord("x.metrics", 0, 1, points),
+        SourceRecord("x.hardware", 0, 2, points),
+        SourceRecord("x.dead-letters", 0, 3, start),
+        SourceRecord("y.runs", 0, 4, start),  # another prefix's topic
+    ]
+    decoded = decode_batch(records, "x.")
+    assert [type(e).__name__ for e in decoded.events] == ["RunStart", "MetricBatch"]
+    assert [(r.record.offset, r.reason) for r in decoded.rejected] == [
+        (2, "event type MetricBatch does not belong on x.hardware"),
+        (3, "event type RunStart does not belong on x.dead-letters"),
+        (4, "event type RunStart does not belong on y.runs"),
+    ]
