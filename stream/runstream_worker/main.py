@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from faust import Worker
+from prometheus_client import start_http_server
 
 from runstream_core.errors import RunstreamError
 from runstream_core.log import get_logger
-from runstream_worker.app import create_app
+from runstream_worker.app import create_app, dead_letter_sender, wire
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer, serve_summary
 from runstream_worker.migrate import migrate, pending
+from runstream_worker.runner import Runner
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
+from runstream_worker.stats import WorkerStats
 from runstream_worker.topics import ensure_topics
-from runstream_worker.writer import BatchWriter
 
 log = get_logger("runstream.worker")
 
@@ -56,26 +58,23 @@ def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> N
     """Consume until SIGTERM/SIGINT, then flush buffered batches, commit and exit."""
     check_schema(settings, apply_migrations)
     ensure_topics(settings)
-    writer = BatchWriter(settings, ClickHouseSink(settings))
+    stats = WorkerStats()
+    app = create_app(settings)
+    runner = Runner(settings, ClickHouseSink(settings), dead_letter_sender(app, settings), stats)
+    wire(app, runner, settings)
     http = serve_embedded(settings)
     if settings.worker_metrics_port:
-        writer.metrics.serve(settings.worker_metrics_port)
+        start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=stats.registry())  # noqa: S104
         log.info("prometheus metrics served", port=settings.worker_metrics_port)
-    app = create_app(settings, writer)
-    log.info(
-        "worker starting",
-        **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))},
-    )
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     try:
-        worker.execute_from_commandline()
+        log.info(
+            "worker starting",
+            **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))},
+        )
+        Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
     finally:
         if http is not None:
             http.stop()
-        writer.close()
-        log.info(
-            "worker stopped",
-            records=writer.counters.records,
-            points=writer.counters.points,
-            rejected=writer.counters.rejected,
-        )
+        runner.close()
+        totals = stats.totals()
+        log.info("worker stopped", records=totals.records, points=totals.points, rejected=totals.rejected)

@@ -17,8 +17,7 @@ from runstream_core.clickhouse import connect
 from runstream_core.settings import ClickHouseSettings
 from runstream_worker.decode import RecordId
 from runstream_worker.rows import RowBatch
-from runstream_worker.selfmetrics import HEALTH_COLUMNS
-from runstream_worker.tables import hardware, metrics, params, runs, summary
+from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
 
 # Replays are found in the rows themselves: a part is written whole or not at all, so a worker
 # killed mid-insert leaves either the rows (found here) or nothing (inserted again).
@@ -100,7 +99,7 @@ class ClickHouseSink:
             if rows.summary:
                 client.insert("summary", rows.summary, column_names=summary.COLUMNS)
             if rows.health:
-                client.insert("pipeline_health", rows.health, column_names=HEALTH_COLUMNS)
+                client.insert("pipeline_health", rows.health, column_names=pipeline_health.COLUMNS)
             if rows.runs:
                 client.insert("runs", rows.runs, column_names=runs.COLUMNS)
 

@@ -17,7 +17,7 @@ from runstream_core.events import (
 )
 from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.rows import to_rows
-from runstream_worker.tables import hardware, metrics, params, runs, summary
+from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
 from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields
 
 INFO = RunInfo(
@@ -189,6 +189,36 @@ def test_params_and_summary_rows() -> None:
         ["t", "p", "r1", "acc", 0.9, "", version],
         ["t", "p", "r1", "note", None, "ok", version],
     ]
+
+
+def test_pipeline_health_row_of_an_interval() -> None:
+    interval = pipeline_health.Interval(
+        seconds=10.0004,
+        records=12,
+        points=3_000,
+        hardware_readings=40,
+        dead_letters=1,
+        replays=2,
+        crashed_runs=1,
+        batch_ms=(30.0, 10.0, 20.0),
+    )
+    row = pipeline_health.row("host:1", interval, lag=5, now_ms=1_700_000_000_000)
+    assert dict(zip(pipeline_health.COLUMNS, row, strict=True)) == {
+        "ts": 1_700_000_000_000,
+        "worker": "host:1",
+        "interval_s": 10.0,
+        "records": 12,
+        "points": 3_000,
+        "hardware_readings": 40,
+        "dead_letters": 1,
+        "replays": 2,
+        "batches": 3,
+        "crashed_runs": 1,
+        "consumer_lag": 5,
+        "batch_p50_ms": 20.0,
+        "batch_max_ms": 30.0,
+    }
+    assert pipeline_health.row("w", pipeline_health.Interval(seconds=1.0), 0, 0)[8:] == [0, 0, 0, 0.0, 0.0]
 
 
 def test_to_rows_sends_each_event_to_its_tables_with_the_live_fields() -> None:
