@@ -19,6 +19,7 @@ import faust
 
 from runstream_core.log import get_logger
 from runstream_worker.decode import Rejected, SourceRecord
+from runstream_worker.probe import Readiness
 from runstream_worker.runner import DeadLetterSender, PartitionEnds, Runner
 from runstream_worker.settings import WorkerSettings
 
@@ -72,8 +73,8 @@ def dead_letter_sender(app: faust.App, settings: WorkerSettings) -> DeadLetterSe
     return send
 
 
-def wire(app: faust.App, runner: Runner, settings: WorkerSettings) -> None:
-    """Agents for the input topics, the liveness and health timers."""
+def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Readiness) -> None:
+    """Agents for the input topics, the liveness and health timers, and readiness on assignment."""
     topics = settings.topics
 
     async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -86,8 +87,8 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings) -> None:
             yield None
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # WorkerProcess.wait_ready() watches for this line.
-        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)
+        readiness.partitions_assigned()
+        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)  # for people; /ready is for tools
 
     app.on_partitions_assigned.connect(on_assigned)
 
