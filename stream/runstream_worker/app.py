@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from runstream_core import kafka
 from runstream_core.log import get_logger
 from runstream_worker.decode import Rejected, SourceRecord
 from runstream_worker.probe import Readiness
@@ -37,7 +38,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     """The worker's Faust app from settings (no network until it starts)."""
     return faust.App(
         settings.worker_group,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        **kafka.faust_broker(settings),  # the cluster's address, TLS and SASL, as every client gets them
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
