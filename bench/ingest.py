@@ -38,6 +38,7 @@ from runstream.settings import Settings
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
 from runstream_worker.lag import wait_caught_up
+from runstream_worker.settings import WorkerSettings
 
 FIGURES_SQL = """
 WITH visible AS (
@@ -50,6 +51,10 @@ SELECT count(),
 FROM metrics AS m
 INNER JOIN visible AS v ON m.producer_id = v.producer_id AND m.seq = v.seq
 """
+
+
+class BenchSettings(Settings, WorkerSettings):
+    """The SDK's and the worker's fields in one object: the jobs read the first, the worker the second."""
 
 
 def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) -> tuple[int, int]:
@@ -73,7 +78,7 @@ def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) 
 
 def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> dict[str, Any]:
     unique = uuid.uuid4().hex[:8]
-    settings = Settings().model_copy(
+    settings = BenchSettings().model_copy(
         update={
             "clickhouse_url": f"chdb://{workdir / 'clickhouse'}",
             "topic_prefix": f"bench-{unique}.",

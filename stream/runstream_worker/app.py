@@ -1,8 +1,10 @@
-"""The Faust application: one agent per topic, each buffering records and inserting them in batches.
+"""The Faust application: it wires Kafka to the runner and does nothing else.
 
-Offsets: ``take_events`` acks a batch's events only after the agent body returns, and the body
-returns only once ClickHouse has acknowledged the insert (it retries with backoff until then).
-Faust commits acked offsets every ``worker_commit_interval_s``, so a crash replays, never skips.
+One agent per input topic hands batches of records to ``Runner.handle``. Offsets: ``take_events``
+acks a batch's events only after the agent body returns, and the body returns only once the runner
+has stored the batch. Faust commits acked offsets every ``worker_commit_interval_s``, so a crash
+replays, never skips. Two timers hand the runner the partitions' ends for its liveness and health
+figures; the dead-letter topic is reached through ``dead_letter_sender``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 
 import faust
 
+from runstream_core import kafka
 from runstream_core.log import get_logger
-from runstream_worker.batch import Rejected, SourceRecord
+from runstream_worker.decode import Rejected, SourceRecord
+from runstream_worker.probe import Readiness
+from runstream_worker.runner import DeadLetterSender, PartitionEnds, Runner
 from runstream_worker.settings import WorkerSettings
-from runstream_worker.writer import BatchWriter
 
 log = get_logger("runstream.worker")
 
@@ -30,12 +34,11 @@ def _source(event: Any) -> SourceRecord:
     return SourceRecord(message.topic, message.partition, message.offset, event.value, event.key)
 
 
-def create_app(settings: WorkerSettings, writer: BatchWriter) -> faust.App:
-    """Build the worker's Faust app from settings (no network until it starts)."""
-    topics = settings.topics
-    app = faust.App(
+def create_app(settings: WorkerSettings) -> faust.App:
+    """The worker's Faust app from settings (no network until it starts)."""
+    return faust.App(
         settings.worker_group,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        **kafka.faust_broker(settings),  # the cluster's address, TLS and SASL, as every client gets them
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -52,24 +55,12 @@ def create_app(settings: WorkerSettings, writer: BatchWriter) -> faust.App:
         broker_heartbeat_interval=3.0,
     )
 
-    async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        # take_events is faust-streaming's; its StreamT protocol does not declare it.
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            settings.worker_batch_records, within=settings.worker_flush_interval_s
-        )
-        async for events in batches:
-            await writer.handle([_source(event) for event in events])
-            yield None
 
-    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # WorkerProcess.wait_ready() watches for this line.
-        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)
+def dead_letter_sender(app: faust.App, settings: WorkerSettings) -> DeadLetterSender:
+    """Sends a rejected record to the dead-letter topic, with the reason and its source in headers."""
+    topic = app.topic(settings.topics.dead_letters, value_type=bytes, key_type=bytes)
 
-    app.on_partitions_assigned.connect(on_assigned)
-
-    dead_letters = app.topic(topics.dead_letters, value_type=bytes, key_type=bytes)
-
-    async def send_dead_letter(rejected: Rejected) -> None:
+    async def send(rejected: Rejected) -> None:
         src = rejected.record
         headers = {
             "reason": rejected.reason.encode()[:4096],
@@ -77,15 +68,32 @@ def create_app(settings: WorkerSettings, writer: BatchWriter) -> faust.App:
             "source_partition": str(src.partition).encode(),
             "source_offset": str(src.offset).encode(),
         }
-        delivered = await dead_letters.send(key=src.key, value=src.value or b"", headers=headers)
+        delivered = await topic.send(key=src.key, value=src.value or b"", headers=headers)
         await delivered  # on Kafka before the source record is acknowledged
-        writer.counters.dead_letters += 1
-        writer.health.dead_letters += 1
-        writer.metrics.dead_letters.inc()
 
-    writer.dead_letter = send_dead_letter
+    return send
 
-    async def partition_ends(topic_names: tuple[str, ...]) -> dict[tuple[str, int], tuple[int, int]]:
+
+def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Readiness) -> None:
+    """Agents for the input topics, the liveness and health timers, and readiness on assignment."""
+    topics = settings.topics
+
+    async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        # take_events is faust-streaming's; its StreamT protocol does not declare it.
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.worker_batch_records, within=settings.worker_flush_interval_s
+        )
+        async for events in batches:
+            await runner.handle([_source(event) for event in events])
+            yield None
+
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        readiness.partitions_assigned()
+        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)  # for people; /ready is for tools
+
+    app.on_partitions_assigned.connect(on_assigned)
+
+    async def partition_ends(topic_names: tuple[str, ...]) -> PartitionEnds:
         """(end offset, fetch position) of each assigned partition of these topics."""
         consumer = app.consumer
         ends = {}
@@ -97,18 +105,16 @@ def create_app(settings: WorkerSettings, writer: BatchWriter) -> faust.App:
         return ends
 
     async def liveness() -> None:
-        backlog = sum(writer.behind(await partition_ends((topics.runs,))).values())
-        await writer.check_liveness(time.time_ns() // 1_000_000, backlog)
+        backlog = sum(runner.behind(await partition_ends((topics.runs,))).values())
+        await runner.check_liveness(time.time_ns() // 1_000_000, backlog)
 
     app.timer(interval=settings.worker_liveness_interval_s)(liveness)
 
     async def health() -> None:
-        await writer.write_health(await partition_ends(topics.inputs()), time.time_ns() // 1_000_000)
+        await runner.write_health(await partition_ends(topics.inputs()), time.time_ns() // 1_000_000)
 
     app.timer(interval=settings.worker_health_interval_s)(health)
 
     for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)
         app.agent(topic, name=f"write-{topic_name}")(consume)
-
-    return app

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from runstream_core.events import Event, Heartbeat, RunEnd, RunInfo, RunStart, RunUpdate
 from runstream_core.log import get_logger
-from runstream_worker.rows import LiveFields
+from runstream_worker.tables.runs import LiveFields
 
 log = get_logger("runstream.liveness")
 

@@ -1,4 +1,5 @@
-"""Running the worker process: check the schema, start Faust, close the sink on the way out."""
+"""Running the worker process: serve the probe, check the schema and the topics, start Faust,
+close the sink on the way out."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from faust import Worker
 
 from runstream_core.errors import RunstreamError
 from runstream_core.log import get_logger
-from runstream_worker.app import create_app
+from runstream_worker.app import create_app, dead_letter_sender, wire
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer, serve_summary
 from runstream_worker.migrate import migrate, pending
+from runstream_worker.probe import Probe, Readiness
+from runstream_worker.runner import Runner
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
+from runstream_worker.stats import WorkerStats
 from runstream_worker.topics import ensure_topics
-from runstream_worker.writer import BatchWriter
 
 log = get_logger("runstream.worker")
 
@@ -54,28 +57,32 @@ def serve_embedded(settings: WorkerSettings) -> EndpointServer | None:
 
 def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> None:
     """Consume until SIGTERM/SIGINT, then flush buffered batches, commit and exit."""
-    check_schema(settings, apply_migrations)
-    ensure_topics(settings)
-    writer = BatchWriter(settings, ClickHouseSink(settings))
-    http = serve_embedded(settings)
-    if settings.worker_metrics_port:
-        writer.metrics.serve(settings.worker_metrics_port)
-        log.info("prometheus metrics served", port=settings.worker_metrics_port)
-    app = create_app(settings, writer)
-    log.info(
-        "worker starting",
-        **{k: v for k, v in settings.as_dict().items() if k.startswith(("kafka", "clickhouse", "topic", "worker"))},
-    )
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    stats, readiness = WorkerStats(), Readiness()
+    probe = Probe.from_settings(settings, stats.registry(), readiness).start() if settings.worker_metrics_port else None
     try:
-        worker.execute_from_commandline()
+        check_schema(settings, apply_migrations)
+        ensure_topics(settings)
+        readiness.topics_exist()
+        app = create_app(settings)
+        runner = Runner(settings, ClickHouseSink(settings), dead_letter_sender(app, settings), stats)
+        wire(app, runner, settings, readiness)
+        http = serve_embedded(settings)
+        try:
+            log.info(
+                "worker starting",
+                **{
+                    k: v
+                    for k, v in settings.as_dict().items()
+                    if k.startswith(("kafka", "clickhouse", "topic", "worker"))
+                },
+            )
+            Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
+        finally:
+            if http is not None:
+                http.stop()
+            runner.close()
+            totals = stats.totals()
+            log.info("worker stopped", records=totals.records, points=totals.points, rejected=totals.rejected)
     finally:
-        if http is not None:
-            http.stop()
-        writer.close()
-        log.info(
-            "worker stopped",
-            records=writer.counters.records,
-            points=writer.counters.points,
-            rejected=writer.counters.rejected,
-        )
+        if probe is not None:
+            probe.stop()

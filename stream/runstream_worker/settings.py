@@ -47,7 +47,12 @@ class WorkerSettings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     (RUNSTREAM_WORKER_HEALTH_INTERVAL_S)."""
 
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
-    """Port of the worker's Prometheus metrics endpoint; 0 turns it off (RUNSTREAM_WORKER_METRICS_PORT)."""
+    """Port of the worker's probe: Prometheus ``/metrics`` (signed in as ``RUNSTREAM_HTTP_USER``),
+    ``/ready`` and ``/live``; 0 turns it off (RUNSTREAM_WORKER_METRICS_PORT)."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Address the worker's probe listens on; local only by default, any other address needs
+    ``RUNSTREAM_HTTP_PASSWORD`` (RUNSTREAM_WORKER_METRICS_HOST)."""
 
     worker_http_readonly: bool = True
     """Whether that interface serves single read statements only (SELECT, SHOW, DESCRIBE, EXISTS,

@@ -1,9 +1,10 @@
-"""ClickHouse sink: ``write(batch)`` inserts one batch into every table it touches.
+"""ClickHouse sink: the worker's only I/O with ClickHouse, and nothing else (no retry, no counting).
 
-A batch is idempotent to retry: each insert carries a deduplication token derived from the
-Kafka offsets it covers, and run/param/summary tables are ReplacingMergeTree. A record replayed
-by a producer (new offsets, same producer id and sequence number) is found with
-``stored_records`` before the batch is written.
+``write`` inserts one batch into every table it touches. A batch is idempotent to retry: each
+insert carries a deduplication token derived from the Kafka offsets it covers, and the run, param
+and summary tables are ReplacingMergeTree. A record replayed by a producer (new offsets, same
+producer id and sequence number) is found with ``stored_records`` before the batch is written.
+``running_runs`` reads back the runs stored as running, to seed the liveness tracker.
 """
 
 from __future__ import annotations
@@ -13,26 +14,10 @@ import threading
 from clickhouse_connect.driver.client import Client
 
 from runstream_core.clickhouse import connect
-from runstream_core.events import RunInfo
-from runstream_worker.batch import RecordId
-from runstream_worker.rows import (
-    HARDWARE_COLUMNS,
-    METRIC_COLUMNS,
-    PARAM_COLUMNS,
-    RUN_COLUMNS,
-    SUMMARY_COLUMNS,
-    RowBatch,
-)
-from runstream_worker.selfmetrics import HEALTH_COLUMNS
-from runstream_worker.settings import WorkerSettings
-
-_RUNNING_QUERY = """
-SELECT team, project, run_id, name, run_group, user, host, git_commit, tags,
-       toUnixTimestamp64Milli(started_at), world_size,
-       toUnixTimestamp64Milli(coalesce(heartbeat_at, updated_at)), last_step
-FROM runs FINAL
-WHERE status = 'running'
-"""
+from runstream_core.settings import ClickHouseSettings
+from runstream_worker.decode import RecordId
+from runstream_worker.rows import RowBatch
+from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
 
 # Replays are found in the rows themselves: a part is written whole or not at all, so a worker
 # killed mid-insert leaves either the rows (found here) or nothing (inserted again).
@@ -57,7 +42,7 @@ def _dedup(table: str, token: str | None) -> dict[str, str | int]:
 class ClickHouseSink:
     """Writes row batches; one client, used by one thread at a time (chDB is single-session)."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: ClickHouseSettings) -> None:
         self._settings = settings
         self._client: Client | None = None
         self._lock = threading.Lock()
@@ -67,16 +52,15 @@ class ClickHouseSink:
             self._client = connect(self._settings)
         return self._client
 
-    def stored_records(self, ids: set[RecordId], runs: set[tuple[str, str, str]]) -> set[RecordId]:
-        """Which of ``ids`` (records of ``runs``: team, project, run id) already have rows stored."""
+    def stored_records(self, ids: set[RecordId], run_keys: set[tuple[str, str, str]]) -> set[RecordId]:
+        """Which of ``ids`` (records of ``run_keys``: team, project, run id) already have rows stored."""
         if not ids:
             return set()
         with self._lock:
-            client = self._ensure_client()
-            result = client.query(
+            result = self._ensure_client().query(
                 _STORED_QUERY,
                 parameters={
-                    "runs": sorted(runs),
+                    "runs": sorted(run_keys),
                     "producers": sorted({p for p, _ in ids}),
                     "seqs": sorted({s for _, s in ids}),
                 },
@@ -84,32 +68,11 @@ class ClickHouseSink:
         # The query matches producers x seqs; keep exact pairs only.
         return {(str(p), int(s)) for p, s in result.result_rows} & ids
 
-    def running_runs(self) -> list[tuple[RunInfo, int, int]]:
+    def running_runs(self) -> list[runs.RunningRun]:
         """Runs stored as running: (info, last heartbeat or update in ms, last step)."""
         with self._lock:
-            result = self._ensure_client().query(_RUNNING_QUERY)
-        return [
-            (
-                RunInfo(
-                    run_id=run_id,
-                    team=team,
-                    project=project,
-                    name=name,
-                    group=group,
-                    user=user,
-                    host=host,
-                    git_commit=commit,
-                    tags=dict(tags),
-                    started_at_ms=int(started),
-                    world_size=int(world_size),
-                ),
-                int(beat),
-                int(last_step),
-            )
-            for team, project, run_id, name, group, user, host, commit, tags, started, world_size, beat, last_step in (
-                result.result_rows
-            )
-        ]
+            result = self._ensure_client().query(runs.RUNNING_QUERY)
+        return [runs.running_run(values) for values in result.result_rows]
 
     def write(self, rows: RowBatch, token: str | None) -> None:
         """Insert ``rows``; ``token`` names the source offsets so a retried batch is not stored twice."""
@@ -119,7 +82,7 @@ class ClickHouseSink:
                 client.insert(
                     "metrics",
                     rows.metrics,
-                    column_names=METRIC_COLUMNS,
+                    column_names=metrics.COLUMNS,
                     column_oriented=True,
                     settings=_dedup("metrics", token),
                 )
@@ -127,18 +90,18 @@ class ClickHouseSink:
                 client.insert(
                     "hardware",
                     rows.hardware,
-                    column_names=HARDWARE_COLUMNS,
+                    column_names=hardware.COLUMNS,
                     column_oriented=True,
                     settings=_dedup("hardware", token),
                 )
             if rows.params:
-                client.insert("params", rows.params, column_names=PARAM_COLUMNS)
+                client.insert("params", rows.params, column_names=params.COLUMNS)
             if rows.summary:
-                client.insert("summary", rows.summary, column_names=SUMMARY_COLUMNS)
+                client.insert("summary", rows.summary, column_names=summary.COLUMNS)
             if rows.health:
-                client.insert("pipeline_health", rows.health, column_names=HEALTH_COLUMNS)
+                client.insert("pipeline_health", rows.health, column_names=pipeline_health.COLUMNS)
             if rows.runs:
-                client.insert("runs", rows.runs, column_names=RUN_COLUMNS)
+                client.insert("runs", rows.runs, column_names=runs.COLUMNS)
 
     def close(self) -> None:
         with self._lock:

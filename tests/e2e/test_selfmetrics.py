@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from runstream.run import Run
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.topics import Topics
 from runstream_worker.lag import wait_caught_up
 from tests.fixtures.kafka import free_port
+from tests.fixtures.pipeline import scrape
 from tests.fixtures.settings import StackSettings as Settings
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def test_worker_reports_counts_latency_lag_and_health_rows(

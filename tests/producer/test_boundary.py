@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,8 @@ def test_finish_reports_overflow_and_rejected_points_apart(settings: Settings) -
     quiet = settings.model_copy(update={"flush_interval_s": 60, "max_points_per_record": 100_000})
     sender = FakeSender()
     run = Run(project="p", team="t", settings=quiet, sender_factory=factory_for(sender))
-    assert run.flush(5)  # the run's start is packed and sent; the thread waits again
+    assert run.flush(5)  # the run's start is packed and sent
+    time.sleep(0.5)  # the sender ends the loop round the flush woke, and waits again
     run.log({"ok": 1.0, "bad\x00": 2.0}, step=0)  # 2 accepted; the bad key is rejected when packed
     for step in range(1, 300):
         run.log(FIVE, step=step)  # 199 rows accepted (997 points), 100 refused: 500 overflow

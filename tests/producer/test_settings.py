@@ -109,3 +109,14 @@ def test_every_kafka_client_gets_the_clusters_tls_and_sasl_settings(tmp_path: Pa
         "ssl_keyfile": None,
     }
     assert "s3cret" not in repr(secured) and secured.as_dict()["kafka_sasl_password"] == "**********"
+    # The worker's Faust app gets the same cluster and security.
+    faust_options = kafka.faust_broker(secured.model_copy(update={"kafka_ssl_cafile": None}))
+    assert faust_options["broker"] == ["kafka://127.0.0.1:9092"]
+    credentials = faust_options["broker_credentials"]
+    assert (credentials.username, credentials.password, str(credentials.mechanism.value)) == (
+        "runstream",
+        "s3cret",
+        "SCRAM-SHA-512",
+    )
+    assert credentials.ssl_context is not None  # SASL over TLS
+    assert kafka.faust_broker(plain)["broker_credentials"] is None

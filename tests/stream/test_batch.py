@@ -19,7 +19,7 @@ from runstream_core.events import (
     RunUpdate,
     encode_event,
 )
-from runstream_worker.batch import SourceRecord, decode_batch, dedup_token
+from runstream_worker.decode import SourceRecord, decode_batch, dedup_token
 
 INFO = RunInfo(run_id="r1", team="t", project="p", name="n", tags={"a": "b"}, started_at_ms=1_000)
 

@@ -12,7 +12,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from runstream_core.clickhouse import connect
 from runstream_core.events import MetricBatch, encode_event
-from runstream_worker.batch import SourceRecord, decode_batch
+from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import load_migrations, migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runstream_core.events import MetricBatch, encode_event
-from runstream_worker.batch import SourceRecord, decode_batch
+from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint, Reply

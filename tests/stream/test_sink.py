@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from runstream_core.clickhouse import connect
-from runstream_core.events import MetricBatch, RunInfo, RunStart, encode_event
-from runstream_worker.batch import SourceRecord, decode_batch
+from runstream_core.events import Heartbeat, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, encode_event
+from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
+from runstream_worker.rows import to_rows
 from runstream_worker.sink import ClickHouseSink
+from runstream_worker.tables.runs import LiveFields, RunningRun
 from tests.fixtures.settings import StackSettings as Settings
 
 
@@ -85,3 +87,37 @@ def test_stored_records_finds_exactly_the_ingested_producer_sequences(chdb_setti
     finally:
         sink.close()
     assert found == {("p1", 0), ("p1", 2), ("p2", 1)}
+
+
+def test_running_runs_read_back_the_runs_rows_wrote(chdb_settings: Settings) -> None:
+    migrate(chdb_settings)
+    alive = RunInfo(
+        run_id="alive",
+        team="t",
+        project="p",
+        user="ada",
+        name="n",
+        group="g",
+        host="h",
+        git_commit="c",
+        tags={"k": "v"},
+        started_at_ms=1_700_000_000_000,
+        world_size=4,
+    )
+    quiet = RunInfo(run_id="quiet", team="t", project="p", started_at_ms=1_700_000_000_000)
+    done = RunInfo(run_id="done", team="t", project="p", started_at_ms=1_700_000_000_000)
+    events = [
+        RunStart(run=alive),
+        Heartbeat(run=alive, ts_ms=1_700_000_005_000, step=11),
+        RunStart(run=quiet),
+        RunStart(run=done),
+        RunEnd(run=done, status=RunStatus.FINISHED, ended_at_ms=1_700_000_009_000),
+    ]
+    sink = ClickHouseSink(chdb_settings)
+    try:
+        sink.write(to_rows(events, {"alive": LiveFields(1_700_000_005_000, 11)}), token=None)
+        running = sorted(sink.running_runs(), key=lambda r: r.info.run_id)
+    finally:
+        sink.close()
+    # A run never heard from since its start counts from its last update.
+    assert running == [RunningRun(alive, 1_700_000_005_000, 11), RunningRun(quiet, 1_700_000_000_000, -1)]

@@ -1,25 +1,22 @@
-"""Decoding one batch of Kafka records into events, setting bad records and replays aside."""
+"""Decoding one batch of Kafka records into events, a pure step: bad records and repeats set aside.
+
+Which events a record may hold is the core topics table's (``runstream_core.topics``): a record
+whose topic is not one of the pipeline's, or whose event its topic does not carry, is rejected.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import msgspec
 
-from runstream_core.events import (
-    APPEND_ONLY_EVENTS,
-    Event,
-    HardwareBatch,
-    Heartbeat,
-    MetricBatch,
-    RunEnd,
-    RunStart,
-    RunUpdate,
-    decode_event,
-)
-from runstream_worker.rows import LiveFields, RowBatch
+from runstream_core.events import APPEND_ONLY_EVENTS, Event, decode_event
+from runstream_core.topics import Topics
+from runstream_worker.rows import RowBatch, to_rows
+from runstream_worker.tables.runs import LiveFields
 
 RecordId = tuple[str, int]
 """(producer id, sequence number): names one record of one producer, whatever its Kafka offset."""
@@ -52,8 +49,8 @@ class DecodedBatch:
     rejected: list[Rejected] = field(default_factory=list)
     records: int = 0
     replays: int = 0
-    live: dict[str, LiveFields] = field(default_factory=dict)
-    """Liveness of the batch's runs, set by the worker before rows are built."""
+    live: Mapping[str, LiveFields] = field(default_factory=dict)
+    """Liveness of the batch's runs, for their rows; set before ``rows`` is first read."""
 
     def record_ids(self) -> set[RecordId]:
         """Ids of the append-only events, whose repeats would double rows."""
@@ -74,33 +71,15 @@ class DecodedBatch:
 
     @cached_property
     def rows(self) -> RowBatch:
-        rows = RowBatch(live=self.live)
-        for event in self.events:
-            if isinstance(event, MetricBatch):
-                rows.add_metrics(event)
-            elif isinstance(event, HardwareBatch):
-                rows.add_hardware(event)
-            elif isinstance(event, RunStart):
-                rows.add_run_start(event)
-            elif isinstance(event, RunUpdate):
-                rows.add_run_update(event)
-            elif isinstance(event, RunEnd):
-                rows.add_run_end(event)
-            else:
-                rows.add_heartbeat(event)
-        return rows
+        """The rows of the events left (``to_rows``)."""
+        return to_rows(self.events, self.live)
 
 
-# Which event kinds each topic may carry (by topic suffix).
-_ALLOWED: dict[str, tuple[type[Event], ...]] = {
-    "runs": (RunStart, RunUpdate, RunEnd, Heartbeat),
-    "metrics": (MetricBatch,),
-    "hardware": (HardwareBatch,),
-}
-
-
-def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch:
-    """Decode ``records``; each ends up as an event, in ``rejected``, or counted as a repeat within the batch."""
+def decode_batch(records: Sequence[SourceRecord], topic_prefix: str) -> DecodedBatch:
+    """Decode ``records`` (topics under ``topic_prefix``); each ends up as an event, in ``rejected``,
+    or counted as a repeat within the batch."""
+    topics = Topics(topic_prefix)
+    carries: dict[str, tuple[type[Event], ...]] = {}
     out = DecodedBatch(records=len(records))
     seen: set[RecordId] = set()
     for record in records:
@@ -115,7 +94,10 @@ def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch
         except ValueError as exc:  # raised by struct __post_init__ checks
             out.rejected.append(Rejected(record, f"invalid event: {exc}"))
             continue
-        allowed = _ALLOWED.get(record.topic.removeprefix(topic_prefix), ())
+        allowed = carries.get(record.topic)
+        if allowed is None:
+            topic = topics.find(record.topic)
+            allowed = carries[record.topic] = topic.events if topic is not None else ()
         if not isinstance(event, allowed):
             out.rejected.append(
                 Rejected(record, f"event type {type(event).__name__} does not belong on {record.topic}")
@@ -131,7 +113,7 @@ def decode_batch(records: list[SourceRecord], topic_prefix: str) -> DecodedBatch
     return out
 
 
-def dedup_token(records: list[SourceRecord]) -> str:
+def dedup_token(records: Sequence[SourceRecord]) -> str:
     """A stable name for exactly this set of source offsets."""
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
