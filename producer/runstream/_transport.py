@@ -122,6 +122,7 @@ class Transport:
         heartbeat: Callable[[], Event] | None = None,
     ) -> None:
         self._settings = settings
+        self._warned = WarnOnce(log)  # first: everything below may warn; called from the sender thread and the run's
         self._topic_names = {code: settings.topics.of_code(code) for code in TopicCode}
         self._identity = identity
         self._key = identity.run_id.encode()
@@ -159,7 +160,6 @@ class Transport:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
-        self._warned = WarnOnce(log)  # called from the sender thread and the run's
         self._failed_sends = 0
         self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{identity.run_id[:8]}", daemon=True)
 
