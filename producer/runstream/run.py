@@ -128,6 +128,18 @@ class Summary(MutableMapping[str, SummaryValue]):
         return f"Summary({self._values!r})"
 
 
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` if it fits ``RUN_ID_PATTERN`` as a whole, else ``UsageError``: it names the run's directory
+    under ``runs_dir``, so ``.``, ``..``, a slash or a line break would put the run's files elsewhere."""
+    if not isinstance(run_id, str):
+        raise UsageError(f"run_id must be a string, got {run_id!r}")
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"run_id {run_id!r} must be 1-128 characters of letters, digits, '_', '.' and '-', and neither '.' nor '..'"
+        )
+    return run_id
+
+
 def _check_name(label: str, value: Any) -> None:
     """A name given to ``init()`` must fit the event schema, or every record of the run would be refused."""
     if not isinstance(value, str):
@@ -254,7 +266,9 @@ class Run:
 
     # -- identity ------------------------------------------------------------------------
     def _choose_run_id(self, run_id: str | None, resume: bool, team: str, project: str, env: Mapping[str, str]) -> str:
-        chosen = run_id or self.settings.run_id
+        """The run's id: ``run_id``, else ``RUNSTREAM_RUN_ID`` (empty counts as unset), else the launcher's
+        shared id, else a new one. Every id but a new one goes through ``check_run_id``."""
+        chosen = run_id if run_id is not None else (self.settings.run_id or None)
         if chosen is None and self.distributed.is_distributed:
             chosen = shared_run_id(env, team, project)
             if chosen is None:
@@ -267,9 +281,7 @@ class Run:
             if resume:
                 raise UsageError("resume=True needs the run_id of the run to continue (or RUNSTREAM_RUN_ID)")
             return uuid.uuid4().hex
-        if not _RUN_ID.match(chosen):
-            raise UsageError(f"run_id {chosen!r} must be 1-128 characters of letters, digits, '_', '.', '-'")
-        return chosen
+        return check_run_id(chosen)
 
     @property
     def name(self) -> str:
