@@ -35,6 +35,7 @@ from runstream_core.events import (
     control_character,
 )
 from runstream_core.log import WarnOnce, get_logger
+from runstream_core.team_names import team_name
 
 log = get_logger("runstream.run")
 
@@ -80,7 +81,9 @@ def init(project: str, team: str, **options: Unpack[RunOptions]) -> Run:
     ``init(project, team, *, name=None, group=None, tags=(), config=None, run_id=None, resume=False,
     mode=None, settings=None, distributed=None)``: the options are described in ``RunOptions``.
     In a distributed job every rank logs to one run; rank 0 owns its lifecycle (start, params, tags,
-    summary, end). Raises ``UsageError`` for bad arguments; nothing else raises.
+    summary, end). ``team`` is normalised (stripped, lowercased, spaces and dashes to underscores, with
+    one warning when that changed it) and must then be a team name (``runstream_core.team_names``).
+    Raises ``UsageError`` for bad arguments; nothing else raises.
     """
     run = Run(project=project, team=team, **options)
     _set_active(run)
@@ -200,14 +203,14 @@ class Run:
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        for label, value in (("project", project), ("team", team)):
-            if not isinstance(value, str) or not value.strip():
-                raise UsageError(f"{label} must be a non-empty string, got {value!r}")
-        for label, given in (("project", project), ("team", team), ("name", name), ("group", group)):
+        if not isinstance(project, str) or not project.strip():
+            raise UsageError(f"project must be a non-empty string, got {project!r}")
+        for label, given in (("project", project), ("name", name), ("group", group)):
             if given is not None:
                 _check_name(label, given)
-        tag_map = _init_tags(tags)
         self._warn_once = WarnOnce(log)
+        team = self._team(team)
+        tag_map = _init_tags(tags)
         env = os.environ if environ is None else environ
         self.settings = settings = settings or Settings()
         self.mode: Mode = mode or settings.mode
@@ -265,6 +268,18 @@ class Run:
             _signals.on_sigterm(self._on_sigterm)
 
     # -- identity ------------------------------------------------------------------------
+    def _team(self, given: str) -> str:
+        """The team's name by the one rule (``runstream_core.team_names``); a change is warned about once."""
+        team = team_name(given)
+        if team != given:
+            self._warn_once(
+                "team-normalised",
+                "team name normalised: rows are stored and filtered under the normalised name",
+                given=given,
+                team=team,
+            )
+        return team
+
     def _choose_run_id(self, run_id: str | None, resume: bool, team: str, project: str, env: Mapping[str, str]) -> str:
         """The run's id: ``run_id``, else ``RUNSTREAM_RUN_ID`` (empty counts as unset), else the launcher's
         shared id, else a new one. Every id but a new one goes through ``check_run_id``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from runstream._distributed import Distributed, shared_run_id
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.errors import UsageError
-from runstream_core.events import RUN_ID_PATTERN
+from runstream_core.events import RUN_ID_PATTERN, MetricBatch
+from tests.producer.fixtures import FakeSender, factory_for
 
 
 @pytest.fixture
@@ -71,3 +73,47 @@ def test_launcher_ids_become_valid_run_ids_whatever_the_job_id_holds(settings: S
     run = offline_run(settings, distributed=Distributed(rank=1, world_size=2), environ=odd)
     run.finish()
     assert run.run_id == shared
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("vision", "vision"), ("Vision", "vision"), ("  ML Infra ", "ml_infra"), ("speech-2", "speech_2")],
+)
+def test_team_names_are_normalised_with_one_warning_when_changed(
+    settings: Settings, caplog: pytest.LogCaptureFixture, given: str, stored: str
+) -> None:
+    sender = FakeSender()
+    with caplog.at_level(logging.WARNING, logger="runstream"):
+        run = Run(project="p", team=given, settings=settings, sender_factory=factory_for(sender))
+        run.log({"loss": 1.0})
+        run.set_tags(["x"])
+        run.finish()
+    assert run.info.team == stored
+    assert {e.team if isinstance(e, MetricBatch) else e.run.team for e in sender.events()} == {stored}
+    warned = [r.getMessage() for r in caplog.records if "team name normalised" in r.getMessage()]
+    assert len(warned) == (given != stored)
+    if warned:
+        assert f"team='{stored}'" in warned[0] and f"given={given!r}" in warned[0]
+
+
+@pytest.mark.parametrize(
+    "team", ["", "   ", "9lives", "vision!", "t'\\", "team.name", "a" * 33, "ви́дение", "ok\nbad", "_lead"]
+)
+def test_a_team_that_is_no_team_name_after_normalising_is_a_usage_error(settings: Settings, team: str) -> None:
+    with pytest.raises(UsageError, match="lowercase letters, digits and underscores, starting with a letter"):
+        offline_run(settings, team=team)
+
+
+def test_a_team_that_is_not_text_is_a_usage_error(settings: Settings) -> None:
+    with pytest.raises(UsageError, match="team must be a string"):
+        offline_run(settings, team=7)
+
+
+def test_every_rank_derives_the_shared_run_id_from_the_normalised_team(settings: Settings) -> None:
+    env = {"TORCHELASTIC_RUN_ID": "job-1"}
+    ids = set()
+    for rank, team in enumerate(("Vision", "vision", " vision ")):
+        run = offline_run(settings, team=team, distributed=Distributed(rank=rank, world_size=3), environ=env)
+        run.finish()
+        ids.add(run.run_id)
+    assert ids == {shared_run_id(env, "vision", "p")}
