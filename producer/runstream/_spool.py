@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from runstream._private import open_private, private_dir
 from runstream_core.topics import TopicCode
 
 _MAGIC = b"RS"
@@ -60,7 +61,7 @@ class SpoolWriter:
 
     def __init__(self, directory: Path, segment_bytes: int) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._segment_bytes = segment_bytes
         self._file: BinaryIO | None = None
         self._size = 0
@@ -88,7 +89,8 @@ class SpoolWriter:
     def _roll(self, first_seq: int) -> None:
         self._close_file()
         self.segment = first_seq
-        self._file = _segment_path(self.directory, first_seq).open("ab", buffering=1 << 20)
+        fd = open_private(_segment_path(self.directory, first_seq), os.O_WRONLY | os.O_APPEND)
+        self._file = os.fdopen(fd, "ab", buffering=1 << 20)
         self._size = 0
 
     def _close_file(self) -> None:

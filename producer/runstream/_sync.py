@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runstream._kafka import RecordSender, kafka_sender
+from runstream._private import tighten, write_private
 from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, read_spool, segment_paths
 from runstream.settings import Settings
 from runstream_core.errors import CommError, UsageError
@@ -89,12 +90,13 @@ def sync(
     try:
         for spool in todo:
             report.producers += 1
+            tighten([spool, *segment_paths(spool)])  # written by a version that left them readable to all
             stats = ReadStats()
             ok = _send_spool(spool, sender, topics, stats, progress, timeout_s)
             report.corrupt_segments += stats.corrupt_segments
             if ok:
                 report.sent_records += stats.records
-                (spool / SYNCED_MARKER).write_text(f"{stats.records} records at {time.time():.0f}\n")
+                write_private(spool / SYNCED_MARKER, f"{stats.records} records at {time.time():.0f}\n".encode())
             else:
                 report.failed.append(str(spool))
     finally:

@@ -19,6 +19,7 @@ from runstream import _environment, _runstate, _signals
 from runstream._distributed import Distributed, detect, shared_run_id
 from runstream._flatten import flatten, param_text
 from runstream._kafka import RecordSender, kafka_sender
+from runstream._private import private_dir
 from runstream._transport import DeliveryReport, Identity, Transport
 from runstream.settings import Mode, Settings
 from runstream_core.errors import UsageError
@@ -242,6 +243,7 @@ class Run:
         self._last_step = state.last_step if state else -1
         self._finish_lock = threading.Lock()
         self._finished = self.mode == "disabled"
+        self._has_dir = False
         self.delivery: DeliveryReport | None = None
         self._transport: Transport | None = None
         self._sampler: Any = None
@@ -250,7 +252,7 @@ class Run:
         self._transport = Transport(
             settings,
             Identity(self.run_id, team, project, self.distributed.rank),
-            spool_dir=self.dir / "spool",
+            spool_dir=self._open_dir(),
             online=self.mode == "online",
             sender_factory=sender_factory,
             heartbeat=self._heartbeat,
@@ -505,7 +507,34 @@ class Run:
             self._save_state(RunStatus.RUNNING)
         return Heartbeat(rank=self.distributed.rank, run=self.info, ts_ms=_now_ms(), step=self._last_step)
 
+    def _open_dir(self) -> Path | None:
+        """Create (or tighten) the runs directory, the run's and its spool's, each 0700; returns the spool's.
+
+        None, with one warning, when they cannot be created: the run then keeps its records in memory only.
+        """
+        spool = self.dir / "spool"
+        try:
+            private = [private_dir(path) for path in (self.settings.runs_dir, self.dir, spool)]
+        except OSError as exc:
+            self._warn_once(
+                "run-dir",
+                "cannot create the run's directory: records are kept in memory only, no state file is written",
+                error=repr(exc),
+                path=str(self.dir),
+            )
+            return None
+        self._has_dir = True
+        if not all(private):
+            self._warn_once(
+                "run-dir-mode",
+                "the run's directory belongs to another user and could not be made private",
+                path=str(self.dir),
+            )
+        return spool
+
     def _save_state(self, status: RunStatus) -> None:
+        if not self._has_dir:
+            return
         info = self.info
         try:
             _runstate.save(

@@ -48,5 +48,4 @@ def test_an_unwritable_runs_dir_warns_once_and_the_run_goes_on_in_memory(
     assert report.complete and report.pending_records == 0
     assert sender.points() == [("loss", s, float(s)) for s in range(1000)]
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("cannot create the spool" in m for m in messages) == 1
-    assert sum("cannot write the run's state file" in m for m in messages) == 1
+    assert len(messages) == 1 and "cannot create the run's directory" in messages[0]  # one cause, told once
