@@ -10,7 +10,9 @@ Offering a row only appends it to an inbox (a deque). One daemon thread packs wh
 records, numbers them, appends each to the spool before anything else (so a killed job leaves them
 on disk), and sends them with kafka-python. Records wait in memory for Kafka up to a byte budget;
 past it (Kafka down or slow) they stay on disk only and are read back in order when Kafka returns.
-Spool segments are deleted once Kafka has acknowledged all their records.
+Spool segments are deleted once Kafka has acknowledged all their records. When the spool cannot
+be written (a full disk), records go on to Kafka from memory, within the same byte budget; those
+that fit nowhere are dropped and counted, and the spool is tried again after a pause.
 Nothing here raises into user code: failures are counted and logged once per kind.
 """
 
@@ -40,6 +42,9 @@ log = get_logger("runstream.transport")
 
 _SEND_BATCH = 256  # records read back from the spool per step
 _MAX_BACKOFF_S = 10.0
+_SPOOL_FLUSH_BYTES = 1 << 20  # records handed to the OS at least this often, and after each packing step
+_SPOOL_RETRY_S = 30.0  # after a failed spool write, records stay in memory this long before the disk is tried again
+_NOT_SPOOLED = -1  # the "segment" of records kept in memory only
 # The topic of each event kind a producer publishes, from the pipeline's topics table.
 _TOPIC_OF: dict[type[Any], TopicCode] = {
     kind: topic.code for topic in INPUTS if topic.code is not None for kind in topic.events
@@ -57,12 +62,13 @@ class Identity:
     rank: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Pending:
     seq: int
     topic: TopicCode
     payload: bytes
     segment: int
+    """The spool segment holding the record, ``_NOT_SPOOLED`` when it is in memory only."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +90,10 @@ class TransportStats:
     packed), or a step the run's step rule refuses."""
     failed_sends: int
     """Kafka deliveries that failed (each record is sent again)."""
+    spool_errors: int = 0
+    """Spool writes that failed (a full disk); the records went on from memory."""
+    dropped_records: int = 0
+    """Records lost because neither the spool nor the memory budget could hold them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,11 +110,16 @@ class DeliveryReport:
     """Points refused as bad input (``TransportStats.rejected_points``)."""
     failed_sends: int
     spool_path: str | None = None
+    spool_errors: int = 0
+    """Spool writes that failed (``TransportStats.spool_errors``)."""
+    dropped_records: int = 0
+    """Records lost: neither the spool nor memory could hold them, or they were still in memory only
+    (not spooled, not delivered) when the run ended."""
 
     @property
     def complete(self) -> bool:
-        """Everything accepted was delivered and nothing was lost to a full buffer."""
-        return self.pending_records == 0 and self.overflow_points == 0
+        """Everything accepted was delivered and nothing was lost to a full buffer or a full disk."""
+        return self.pending_records == 0 and self.overflow_points == 0 and self.dropped_records == 0
 
 
 class Transport:
@@ -143,17 +158,29 @@ class Transport:
         self._wake_at = self._record_points
         self._packer = ColumnPacker(self._warn_once_fields)
         self._seq = 0
+        self._packing = False
         self._spool = self._open_spool(spool_dir)
         self._segment_unacked: collections.Counter[int] = collections.Counter()
+        """Records not acknowledged yet, by spool segment (``_NOT_SPOOLED``: kept in memory only)."""
+        self._unflushed: collections.deque[tuple[_Pending, bool]] = collections.deque()
+        """Records appended to the spool and maybe not written yet, with whether they are also in memory."""
+        self._spool_down = False
+        self._spool_retry_at = 0.0
+        self._spool_errors = 0
+        self._dropped_records = 0
         self._unsent: collections.deque[_Pending] = collections.deque()
         self._unsent_bytes = 0
+        """Bytes of the records in ``_unsent`` and ``_held``."""
         self._spilled: SpoolCursor | None = None
+        self._spill_end_seq: int | None = None
+        """The last record the cursor may read when the spool failed while it was reading."""
+        self._held: collections.deque[_Pending] = collections.deque()
+        """Records kept in memory (spool down) that follow records the cursor has still to read."""
         self._retry: collections.deque[_Pending] = collections.deque()
         self._in_flight: dict[int, _Pending] = {}
         self._in_flight_bytes = 0
         self._acks: collections.deque[int] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
-        self._unspooled_drops = 0
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._close_timeout = settings.finish_timeout_s
@@ -221,6 +248,8 @@ class Transport:
             overflow_points=self._overflow_points,
             rejected_points=self._rejected_in_caller + self._packer.rejected,
             failed_sends=self._failed_sends,
+            spool_errors=self._spool_errors,
+            dropped_records=self._dropped_records,
         )
 
     def flush(self, timeout: float) -> bool:
@@ -240,7 +269,8 @@ class Transport:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout + 5.0)
-        pending = self._pending_records()
+        in_memory_only = max(0, self._segment_unacked[_NOT_SPOOLED])  # gone with the process
+        pending = self._pending_records() - in_memory_only
         stats = self.stats()
         return DeliveryReport(
             pending_records=pending,
@@ -248,6 +278,8 @@ class Transport:
             rejected_points=stats.rejected_points,
             failed_sends=stats.failed_sends,
             spool_path=str(self.spool_path) if pending and self.spool_path is not None else None,
+            spool_errors=stats.spool_errors,
+            dropped_records=stats.dropped_records + in_memory_only,
         )
 
     # -- sender thread -------------------------------------------------------------------
@@ -280,35 +312,37 @@ class Transport:
             self._send()
 
     def _settled(self) -> bool:
-        if self._inbox or self._accepted_points > self._packed_points:
+        if self._packing or self._inbox or self._accepted_points > self._packed_points:
             return False
         if not self._online:
             return True
-        return not (self._unsent or self._retry or self._spilled or self._in_flight or self._acks)
+        return not (self._unsent or self._held or self._retry or self._spilled or self._in_flight or self._acks)
 
     def _pending_records(self) -> int:
-        if self._spool is not None:
-            return sum(self._segment_unacked.values())
-        return len(self._unsent) + len(self._retry) + len(self._in_flight) + self._unspooled_drops
+        """Records kept (in the spool or in memory) and not acknowledged by Kafka yet."""
+        return sum(self._segment_unacked.values())
 
     # packing: inbox -> numbered records -> spool (+ memory queue while Kafka keeps up)
     def _pack(self) -> None:
-        inbox, packer = self._inbox, self._packer
-        limit = self._record_points
-        while inbox:
-            item = inbox.popleft()
-            if type(item) is tuple:
-                self._packed_points += len(item[3])
-                packer.add(item)
-                if len(packer.columns) >= limit:
+        self._packing = True  # what leaves the inbox is in no queue until packed: flush() must wait
+        try:
+            inbox, packer = self._inbox, self._packer
+            limit = self._record_points
+            while inbox:
+                item = inbox.popleft()
+                if type(item) is tuple:
+                    self._packed_points += len(item[3])
+                    packer.add(item)
+                    if len(packer.columns) >= limit:
+                        self._emit_points()
+                else:
                     self._emit_points()
-            else:
-                self._emit_points()
-                stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
-                self._emit(_TOPIC_OF[type(item)], stamped)
-        self._emit_points()
-        if self._spool is not None:
-            self._spool.flush()
+                    stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
+                    self._emit(_TOPIC_OF[type(item)], stamped)
+            self._emit_points()
+            self._flush_spool()
+        finally:
+            self._packing = False
 
     def _emit_points(self) -> None:
         columns = self._packer.take()
@@ -334,37 +368,96 @@ class Transport:
     def _emit(self, topic: TopicCode, event: Event) -> None:
         seq = self._seq
         self._seq += 1
-        payload = encode_event(event)
-        segment = -1
-        if self._spool is not None:
+        pending = _Pending(seq, topic, encode_event(event), _NOT_SPOOLED)
+        spool = self._writable_spool()
+        if spool is not None:
             try:
-                segment, offset = self._spool.append(seq, topic, payload)
+                segment, offset = spool.append(seq, topic, pending.payload)
             except OSError as exc:
-                self._warn_once("spool-write", "spool write failed; records kept in memory only", exc)
-                self._spool = None
-                segment = -1
+                self._spool_failed(exc)
             else:
-                self._segment_unacked[segment] += 1
-                if self._online and (self._spilled is not None or not self._fits_in_memory(len(payload))):
-                    if self._spilled is None:
-                        self._warn_once_fields(
-                            "spill",
-                            "Kafka is behind; records wait in the spool on disk",
-                            spool=str(self._spool.directory),
-                        )
-                        self._spilled = SpoolCursor(self._spool.directory, segment, offset)
-                    return
+                pending.segment = segment
+                self._spooled(pending, offset)
+                if spool.pending_bytes >= _SPOOL_FLUSH_BYTES:
+                    self._flush_spool()
+                return
+        self._segment_unacked[_NOT_SPOOLED] += 1
+        self._keep_in_memory(pending)
+
+    def _spooled(self, pending: _Pending, offset: int) -> None:
+        """A record appended to the spool: it waits in memory for Kafka too, unless memory is full
+        (Kafka behind) or the run is offline; then the spool is where it is read back from."""
+        assert self._spool is not None
+        self._segment_unacked[pending.segment] += 1
+        in_memory = self._online and self._spilled is None and self._fits_in_memory(len(pending.payload))
+        self._unflushed.append((pending, in_memory))
+        if in_memory:
+            self._unsent.append(pending)
+            self._unsent_bytes += len(pending.payload)
+        elif self._online and self._spilled is None:
+            self._warn_once_fields(
+                "spill", "Kafka is behind; records wait in the spool on disk", spool=str(self._spool.directory)
+            )
+            self._spilled = SpoolCursor(self._spool.directory, pending.segment, offset)
+
+    def _keep_in_memory(self, pending: _Pending) -> None:
+        """A record the spool does not hold waits in memory for Kafka if the budget allows; else it is dropped.
+        A run's lifecycle events (start, updates, heartbeats, end: few and small) are always kept."""
         if not self._online:
-            if self._spool is None:
-                self._unspooled_drops += 1
-                self._warn_once_fields("drop-offline", "offline run without a spool; records dropped")
+            self._drop(pending, "drop-offline", "offline run and the spool cannot be written; records dropped")
+        elif pending.topic is not TopicCode.RUNS and not self._fits_in_memory(len(pending.payload)):
+            self._drop(pending, "drop", "the spool cannot be written and Kafka is behind; records dropped")
+        else:
+            (self._unsent if self._spilled is None else self._held).append(pending)
+            self._unsent_bytes += len(pending.payload)
+
+    def _drop(self, pending: _Pending, kind: str, message: str) -> None:
+        self._segment_unacked[pending.segment] -= 1
+        self._dropped_records += 1
+        self._warn_once_fields(kind, message)
+
+    # the spool's failures: the records it did not write stay in memory, and the disk is tried again later
+    def _writable_spool(self) -> SpoolWriter | None:
+        if self._spool is None:
+            return None
+        if self._spool_down:
+            # Back to the disk only once nothing waits there or in memory behind it, to keep records in order.
+            if time.monotonic() < self._spool_retry_at or self._spilled is not None or self._held:
+                return None
+            self._spool_down = False
+            self._spill_end_seq = None
+        return self._spool
+
+    def _flush_spool(self) -> None:
+        if self._spool is None or self._spool_down:
             return
-        if self._spool is None and not self._fits_in_memory(len(payload)):
-            self._unspooled_drops += 1
-            self._warn_once_fields("drop", "no spool and Kafka is behind; records dropped")
-            return
-        self._unsent.append(_Pending(seq, topic, payload, segment))
-        self._unsent_bytes += len(payload)
+        try:
+            self._spool.flush()
+        except OSError as exc:
+            self._spool_failed(exc)
+        else:
+            self._unflushed.clear()
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The spool wrote nothing after ``durable_seq``: such records still only on disk are kept in memory
+        (or dropped), and the spool is left alone for ``_SPOOL_RETRY_S``."""
+        assert self._spool is not None
+        self._spool_errors += 1
+        self._warn_once("spool-write", "spool write failed; records go on to Kafka from memory (max_unsent_bytes)", exc)
+        self._spool_down = True
+        self._spool_retry_at = time.monotonic() + _SPOOL_RETRY_S
+        durable = self._spool.durable_seq
+        if self._spilled is not None:
+            self._spill_end_seq = durable  # what the cursor finds beyond it is kept in memory now
+        for pending, in_memory in self._unflushed:
+            if pending.seq <= durable:
+                continue
+            self._segment_unacked[pending.segment] -= 1
+            self._segment_unacked[_NOT_SPOOLED] += 1
+            pending.segment = _NOT_SPOOLED
+            if not in_memory:  # (one in memory is in _unsent already: nothing is sent while packing)
+                self._keep_in_memory(pending)
+        self._unflushed.clear()
 
     def _fits_in_memory(self, size: int) -> bool:
         """Records waiting for Kafka and records in flight share one memory budget."""
@@ -389,7 +482,9 @@ class Transport:
         if self._spool is None:
             return
         current = self._spool.segment
-        done = [seg for seg, unacked in self._segment_unacked.items() if unacked <= 0 and seg != current]
+        done = [
+            seg for seg, unacked in self._segment_unacked.items() if unacked <= 0 and seg not in (current, _NOT_SPOOLED)
+        ]
         for segment in done:
             del self._segment_unacked[segment]
             try:
@@ -412,6 +507,9 @@ class Transport:
                     self._unsent_bytes -= len(pending.payload)
         while self._spilled is not None and not self._retry and self._in_flight_bytes < budget:
             records = self._spilled.read(_SEND_BATCH)
+            end = self._spill_end_seq
+            if end is not None and records and records[-1].seq > end:  # cut off by a failed spool write
+                records = [record for record in records if record.seq <= end]
             for i, record in enumerate(records):
                 pending = _Pending(record.seq, record.topic, record.payload, record.segment)
                 if not self._send_one(sender, pending):
@@ -421,6 +519,8 @@ class Transport:
                     return
             if len(records) < _SEND_BATCH:
                 self._spilled = None  # caught up with the writer: back to sending from memory
+                self._unsent.extend(self._held)  # what was kept in memory meanwhile comes next
+                self._held.clear()
                 log.info("spool replayed; sending from memory again", run_id=self._identity.run_id)
 
     def _send_one(self, sender: RecordSender, pending: _Pending) -> bool:

@@ -473,6 +473,13 @@ class Run:
                 )
             if report.overflow_points:
                 log.warning("points were refused: the buffer was full", overflow_points=report.overflow_points)
+            if report.dropped_records:
+                log.warning(
+                    "records were lost: the spool could not be written and Kafka did not take them in time",
+                    run_id=self.run_id,
+                    dropped_records=report.dropped_records,
+                    spool_errors=report.spool_errors,
+                )
             atexit.unregister(self._finish_at_exit)
             _signals.forget(self._on_sigterm)
             _clear_active(self)
