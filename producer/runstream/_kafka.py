@@ -22,6 +22,10 @@ class RecordSender(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
+_DEFAULT_MAX_REQUEST_SIZE = 1_048_576  # kafka-python's, and about the broker's default message.max.bytes
+_RECORD_OVERHEAD = 64 * 1024  # key, headers and record batch framing around a value, with room to spare
+
+
 def kafka_sender(settings: Settings) -> RecordSender:
     """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
     producer: RecordSender = kafka.producer(
@@ -35,5 +39,14 @@ def kafka_sender(settings: Settings) -> RecordSender:
         max_block_ms=1000,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,
+        max_request_size=max(_DEFAULT_MAX_REQUEST_SIZE, settings.max_record_bytes + _RECORD_OVERHEAD),
     )
     return producer
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` is Kafka refusing a record for its size (kafka-python's ``max_request_size`` check,
+    or the broker's ``message.max.bytes``): sending the record again can never succeed."""
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError))

@@ -30,8 +30,9 @@ from typing import Any
 import msgspec
 
 from runstream._buffer import ColumnPacker, PointColumns
-from runstream._kafka import RecordSender, kafka_sender
+from runstream._kafka import RecordSender, kafka_sender, too_large
 from runstream._points import Number, check_points
+from runstream._split import split_event
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
 from runstream_core.events import Event, MetricBatch, encode_event
@@ -94,6 +95,9 @@ class TransportStats:
     """Spool writes that failed (a full disk); the records went on from memory."""
     dropped_records: int = 0
     """Records lost because neither the spool nor the memory budget could hold them."""
+    oversized_records: int = 0
+    """Records skipped as too large for Kafka: over ``max_record_bytes`` with nothing to cut them by, or
+    refused by the broker (its ``message.max.bytes`` below ``max_record_bytes``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,11 +119,14 @@ class DeliveryReport:
     dropped_records: int = 0
     """Records lost: neither the spool nor memory could hold them, or they were still in memory only
     (not spooled, not delivered) when the run ended."""
+    oversized_records: int = 0
+    """Records skipped as too large for Kafka (``TransportStats.oversized_records``)."""
 
     @property
     def complete(self) -> bool:
-        """Everything accepted was delivered and nothing was lost to a full buffer or a full disk."""
-        return self.pending_records == 0 and self.overflow_points == 0 and self.dropped_records == 0
+        """Everything accepted was delivered: nothing was lost to a full buffer, a full disk or Kafka's size limit."""
+        lost = self.overflow_points + self.dropped_records + self.oversized_records
+        return self.pending_records == 0 and lost == 0
 
 
 class Transport:
@@ -168,6 +175,8 @@ class Transport:
         self._spool_retry_at = 0.0
         self._spool_errors = 0
         self._dropped_records = 0
+        self._oversized_records = 0
+        self._max_record_bytes = settings.max_record_bytes
         self._unsent: collections.deque[_Pending] = collections.deque()
         self._unsent_bytes = 0
         """Bytes of the records in ``_unsent`` and ``_held``."""
@@ -181,6 +190,8 @@ class Transport:
         self._in_flight_bytes = 0
         self._acks: collections.deque[int] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
+        self._refusals: collections.deque[int] = collections.deque()
+        """Records Kafka refused as too large: never sent again."""
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._close_timeout = settings.finish_timeout_s
@@ -250,6 +261,7 @@ class Transport:
             failed_sends=self._failed_sends,
             spool_errors=self._spool_errors,
             dropped_records=self._dropped_records,
+            oversized_records=self._oversized_records,
         )
 
     def flush(self, timeout: float) -> bool:
@@ -280,6 +292,7 @@ class Transport:
             spool_path=str(self.spool_path) if pending and self.spool_path is not None else None,
             spool_errors=stats.spool_errors,
             dropped_records=stats.dropped_records + in_memory_only,
+            oversized_records=stats.oversized_records,
         )
 
     # -- sender thread -------------------------------------------------------------------
@@ -316,7 +329,15 @@ class Transport:
             return False
         if not self._online:
             return True
-        return not (self._unsent or self._held or self._retry or self._spilled or self._in_flight or self._acks)
+        return not (
+            self._unsent
+            or self._held
+            or self._retry
+            or self._spilled
+            or self._in_flight
+            or self._acks
+            or self._refusals
+        )
 
     def _pending_records(self) -> int:
         """Records kept (in the spool or in memory) and not acknowledged by Kafka yet."""
@@ -366,9 +387,14 @@ class Transport:
         )
 
     def _emit(self, topic: TopicCode, event: Event) -> None:
+        """Number, spool and queue one record; ``event`` carries the next sequence number already."""
+        payload = encode_event(event)
+        if len(payload) > self._max_record_bytes:
+            self._emit_parts(event, len(payload))
+            return
         seq = self._seq
         self._seq += 1
-        pending = _Pending(seq, topic, encode_event(event), _NOT_SPOOLED)
+        pending = _Pending(seq, topic, payload, _NOT_SPOOLED)
         spool = self._writable_spool()
         if spool is not None:
             try:
@@ -383,6 +409,22 @@ class Transport:
                 return
         self._segment_unacked[_NOT_SPOOLED] += 1
         self._keep_in_memory(pending)
+
+    def _emit_parts(self, event: Event, size: int) -> None:
+        """An event over ``max_record_bytes`` goes as several records, each with a sequence number of its own."""
+        parts = split_event(event, self._max_record_bytes, size)
+        if parts is None:
+            self._oversized_records += 1
+            self._warn_once_fields(
+                f"oversized:{type(event).__name__}",
+                "record too large for Kafka and nothing to cut it by; skipped",
+                event_type=type(event).__name__,
+                size=size,
+                max_record_bytes=self._max_record_bytes,
+            )
+            return
+        for part in parts:
+            self._emit(_TOPIC_OF[type(part)], msgspec.structs.replace(part, seq=self._seq))
 
     def _spooled(self, pending: _Pending, offset: int) -> None:
         """A record appended to the spool: it waits in memory for Kafka too, unless memory is full
@@ -476,6 +518,12 @@ class Transport:
                 self._in_flight_bytes -= len(pending.payload)
                 self._retry.append(pending)
                 self._back_off()
+        while self._refusals:
+            pending = self._in_flight.pop(self._refusals.popleft(), None)
+            if pending is not None:
+                self._in_flight_bytes -= len(pending.payload)
+                self._segment_unacked[pending.segment] -= 1
+                self._oversized_records += 1
         self._delete_acked_segments()
 
     def _delete_acked_segments(self) -> None:
@@ -527,6 +575,11 @@ class Transport:
         try:
             future = sender.send(self._topic_names[pending.topic], value=pending.payload, key=self._key)
         except Exception as exc:
+            if too_large(exc):  # it would never go: the queue moves on without it
+                self._segment_unacked[pending.segment] -= 1
+                self._oversized_records += 1
+                self._warn_refused(exc)
+                return True
             self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
             self._back_off()
             return False
@@ -541,10 +594,23 @@ class Transport:
         self._acks.append(seq)  # on kafka-python's thread: deque appends are thread-safe
 
     def _failed(self, seq: int, exc: BaseException) -> None:
+        if too_large(exc):
+            self._refusals.append(seq)
+            self._warn_refused(exc)
+            self._wake.set()
+            return
         self._failed_sends += 1
         self._failures.append(seq)
         self._warn_once("delivery", "Kafka delivery failed; record will be sent again", exc)
         self._wake.set()
+
+    def _warn_refused(self, exc: BaseException) -> None:
+        self._warn_once(
+            "too-large",
+            "Kafka refused a record as too large; skipped (lower RUNSTREAM_MAX_RECORD_BYTES below the broker's "
+            "message.max.bytes)",
+            exc,
+        )
 
     def _back_off(self) -> None:
         self._backoff_s = min(max(self._backoff_s * 2, 0.5), _MAX_BACKOFF_S)
