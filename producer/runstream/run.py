@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -243,6 +244,7 @@ class Run:
         self._last_step = state.last_step if state else -1
         self._finish_lock = threading.Lock()
         self._finished = self.mode == "disabled"
+        self._in_forked_child = False
         self._has_dir = False
         self.delivery: DeliveryReport | None = None
         self._transport: Transport | None = None
@@ -264,6 +266,7 @@ class Run:
             self._transport.publish(RunStart(run=self.info, params=dict(self.params), resumed_at_ms=resumed_at))
         self._transport.start()
         self._start_sampler()
+        _runs.add(self)
         atexit.register(self._finish_at_exit)
         _signals.install_excepthook()
         if settings.handle_sigterm:
@@ -330,8 +333,7 @@ class Run:
         (``rejected_points``, ``overflow_points``).
         """
         if self._finished:
-            if self.mode != "disabled":
-                self._warn_once("finished", "log() after finish() is ignored", run_id=self.run_id)
+            self._ignored("log()")
             return
         try:
             values = tuple(metrics.values())
@@ -412,10 +414,22 @@ class Run:
         if self._lifecycle_call("summary"):
             self._publish_update(summary=values)
 
+    def _ignored(self, what: str) -> None:
+        """Warn once that ``what`` does nothing: the run is finished, or this process is a fork of its own."""
+        if self._in_forked_child:
+            self._warn_once(
+                "forked",
+                "this process is a fork of the one that started the run (e.g. a DataLoader worker): the run is "
+                "off here and its calls do nothing; call runstream.init() in this process for a run of its own",
+                run_id=self.run_id,
+                pid=os.getpid(),
+            )
+        elif self.mode != "disabled":
+            self._warn_once(f"{what}-finished", f"{what} after finish() is ignored", run_id=self.run_id)
+
     def _lifecycle_call(self, what: str) -> bool:
         if self._finished:
-            if self.mode != "disabled":
-                self._warn_once(f"{what}-finished", f"{what} after finish() is ignored", run_id=self.run_id)
+            self._ignored(what)
             return False
         if not self.owns_lifecycle:
             self._warn_once(
@@ -502,6 +516,19 @@ class Run:
         return f"Run(team={self.info.team!r}, project={self.info.project!r}, name={self.name!r}, id={self.run_id!r})"
 
     # -- internals -----------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """This process was forked from the run's (a DataLoader worker, say): the run is the parent's. Here it
+        is off: its calls do nothing (one warning), no thread sends for it, and neither the child's SIGTERM nor
+        its exit ends it. The parent's run is unaffected."""
+        self._in_forked_child = True
+        self._finished = True
+        self._warn_once = WarnOnce(log)  # its lock may have been held by a thread the fork left behind
+        self._finish_lock = threading.Lock()
+        self._sampler = None
+        if self.delivery is None:
+            self.delivery = DeliveryReport(pending_records=0, overflow_points=0, rejected_points=0, failed_sends=0)
+        atexit.unregister(self._finish_at_exit)
+
     def _finish_at_exit(self) -> None:
         self.finish(RunStatus.FAILED if _signals.uncaught_exception_seen() else RunStatus.FINISHED)
 
@@ -607,6 +634,19 @@ class Run:
             )
         )
 
+
+# -- forked children: every run of the parent is off in the child --------------------------------
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+"""Runs with a transport (not disabled), finished or not."""
+
+
+def _after_fork_in_child() -> None:
+    for run in list(_runs):
+        run._after_fork_in_child()
+    _signals.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # -- the active run, for the module-level shortcuts -------------------------------------------
 _active: list[Run] = []
