@@ -121,6 +121,8 @@ class DeliveryReport:
     (not spooled, not delivered) when the run ended."""
     oversized_records: int = 0
     """Records skipped as too large for Kafka (``TransportStats.oversized_records``)."""
+    rejected_entries: int = 0
+    """Params, tags and summary values refused as bad input (the run counts them: they are no points)."""
 
     @property
     def complete(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import re
 import threading
@@ -17,7 +18,8 @@ from typing import Any, TypedDict, Unpack
 import msgspec
 
 from runstream import _environment, _runstate, _signals
-from runstream._distributed import Distributed, detect, shared_run_id
+from runstream._distributed import MAX_WORLD_SIZE, Distributed, detect, shared_run_id
+from runstream._entries import SummaryValue, check_params, check_summary, check_tags
 from runstream._flatten import flatten, param_text
 from runstream._kafka import RecordSender, kafka_sender
 from runstream._private import private_dir
@@ -25,7 +27,9 @@ from runstream._transport import DeliveryReport, Identity, Transport
 from runstream.settings import Mode, Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import (
+    MAX_EPOCH_MS,
     MAX_NAME_LEN,
+    MAX_STEP,
     RUN_ID_PATTERN,
     HardwareBatch,
     Heartbeat,
@@ -45,11 +49,10 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 # Values log() hands to the sender thread as they are; anything else is converted in the caller.
 _PLAIN = frozenset((float, int))
 
-SummaryValue = float | str
-
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Now, in the range a lifecycle event's time may take (a clock set before 1970 or after 2299 is clamped)."""
+    return min(max(time.time_ns() // 1_000_000, 0), MAX_EPOCH_MS)
 
 
 class RunOptions(TypedDict, total=False):
@@ -98,9 +101,10 @@ class Summary(MutableMapping[str, SummaryValue]):
     Setting a key sends it; use ``update()`` to send several at once.
     """
 
-    def __init__(self, send: Callable[[dict[str, SummaryValue]], None]) -> None:
+    def __init__(self, send: Callable[[dict[Any, Any]], dict[str, SummaryValue]]) -> None:
         self._values: dict[str, SummaryValue] = {}
         self._send = send
+        """Checks and sends entries; returns those it took."""
 
     def __getitem__(self, key: str) -> SummaryValue:
         return self._values[key]
@@ -118,16 +122,7 @@ class Summary(MutableMapping[str, SummaryValue]):
         return len(self._values)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        accepted: dict[str, SummaryValue] = {}
-        for key, value in dict(other, **kwargs).items():
-            checked = _summary_value(value)
-            if not isinstance(key, str) or not key or checked is None:
-                log.warning("summary value must be a number or text under a string key; ignored", key=repr(key)[:64])
-                continue
-            accepted[key] = checked
-        self._values.update(accepted)
-        if accepted:
-            self._send(accepted)
+        self._values.update(self._send(dict(other, **kwargs)))
 
     def __repr__(self) -> str:
         return f"Summary({self._values!r})"
@@ -156,24 +151,27 @@ def _check_name(label: str, value: Any) -> None:
         raise UsageError(f"{label} {value!r} holds control character U+{ord(char):04X}; names cannot hold any")
 
 
+def _check_distributed(distributed: Distributed) -> Distributed:
+    if not 0 <= distributed.rank < distributed.world_size <= MAX_WORLD_SIZE:
+        raise UsageError(f"distributed: need 0 <= rank < world_size <= {MAX_WORLD_SIZE:,}, got {distributed}")
+    return distributed
+
+
+def _tag_pairs(tags: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+
+
 def _init_tags(tags: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """The tags given to ``init()`` as a mapping; one with a control character is a ``UsageError``."""
-    pairs = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+    """The tags given to ``init()`` as a mapping; one the event schema would refuse is a ``UsageError``."""
+    pairs = _tag_pairs(tags)
     for key, value in pairs.items():
         if control_character(key + value) is not None:
             raise UsageError(f"tag {key!r}: {value!r} holds a control character; tags cannot hold any")
+    problems: list[str] = []
+    check_tags(pairs.items(), {}, lambda _kind, message, **fields: problems.append(f"{message} ({fields['key']})"))
+    if problems:
+        raise UsageError(f"tags: {problems[0]}")
     return pairs
-
-
-def _summary_value(value: Any) -> SummaryValue | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 class Run:
@@ -184,6 +182,7 @@ class Run:
     Step rule: ``log(..., step=None)`` uses the step after the last one logged (0 for the first call).
     An explicit step may repeat the current one (several keys at one step) but may not go back:
     points at a step lower than the last are rejected (counted as ``rejected_points``), with one warning.
+    Steps run from 0 to ``MAX_STEP`` (2**63 - 1); points at any other step are rejected alike.
     ``log()`` is meant to be called from one thread; calls from several threads are safe but then
     share one step counter.
     """
@@ -218,7 +217,7 @@ class Run:
         self.mode: Mode = mode or settings.mode
         if self.mode not in ("online", "offline", "disabled"):
             raise UsageError(f"mode must be 'online', 'offline' or 'disabled', got {self.mode!r}")
-        self.distributed = distributed or detect(env)
+        self.distributed = _check_distributed(distributed or detect(env))
         self.run_id = self._choose_run_id(run_id, resume, team, project, env)
         self.owns_lifecycle = self.distributed.rank == 0
         self.dir = settings.runs_dir / self.run_id
@@ -238,7 +237,8 @@ class Run:
             started_at_ms=state.started_at_ms if state else _now_ms(),
             world_size=self.distributed.world_size,
         )
-        self.params = self._params(config or {})
+        self._rejected_entries = 0
+        self.params = self._params(config or {}, {})
         self.summary = Summary(self._send_summary)
         self._next_step = state.last_step + 1 if state else 0
         self._last_step = state.last_step if state else -1
@@ -354,15 +354,21 @@ class Run:
                 self._reject_points(len(keys))
                 return
             step = step.__index__()  # numpy integers
-        if step < self._last_step:
-            self._warn_once(
-                "step-back", "step went backwards; such points are rejected", step=step, last_step=self._last_step
-            )
-            self._reject_points(len(keys))
+        if not self._last_step <= step <= MAX_STEP or step < 0:
+            self._refuse_step(step, len(keys))
             return
         self._last_step = step
         self._next_step = step + 1
         self._offer_points(step, keys, values)
+
+    def _refuse_step(self, step: int, n: int) -> None:
+        if 0 <= step <= MAX_STEP:
+            self._warn_once(
+                "step-back", "step went backwards; such points are rejected", step=step, last_step=self._last_step
+            )
+        else:
+            self._warn_once("step-range", f"step must be 0 to {MAX_STEP}; points rejected", step=step)
+        self._reject_points(n)
 
     def _reject_points(self, n: int) -> None:
         assert self._transport is not None
@@ -382,37 +388,36 @@ class Run:
         if not isinstance(params, Mapping):
             self._warn_once("params-type", "log_params() takes a mapping", got=type(params).__name__)
             return
-        new = self._params(params)
-        self.params.update(new)
-        self._publish_update(params=new)
+        new = self._params(params, self.params)
+        if new:
+            self.params.update(new)
+            self._publish_update(params=new)
 
     def set_tags(self, tags: Sequence[str] | Mapping[str, str]) -> None:
         """Add tags: labels (``["best"]``) or key/value pairs (``{"stage": "finetune"}``)."""
         if not self._lifecycle_call("set_tags"):
             return
-        new = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
-        for key, value in list(new.items()):
-            if control_character(key + value) is not None:
-                del new[key]
-                self._warn_once(f"tag-control:{key}", "tag holds a control character; ignored", tag=repr(key)[:64])
-        self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
-        self._publish_update()
+        new, refused = check_tags(_tag_pairs(tags).items(), self.info.tags, self._warn_once)
+        self._rejected_entries += refused
+        if new:
+            self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
+            self._publish_update()
 
-    def _params(self, config: Mapping[str, Any]) -> dict[str, str]:
-        """Flattened params as text; a key with a control character is dropped with one warning."""
-        params = {}
-        for key, value in flatten(config, "."):
-            if control_character(key) is not None:
-                self._warn_once(
-                    f"param-control:{key}", "param key holds a control character; ignored", key=repr(key)[:64]
-                )
-                continue
-            params[key] = param_text(value)
+    def _params(self, config: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, str]:
+        """Flattened params as text, those the event schema would refuse left out (counted, warned once per kind)."""
+        entries = ((key, param_text(value)) for key, value in flatten(config, "."))
+        params, refused = check_params(entries, held, self._warn_once)
+        self._rejected_entries += refused
         return params
 
-    def _send_summary(self, values: dict[str, SummaryValue]) -> None:
-        if self._lifecycle_call("summary"):
-            self._publish_update(summary=values)
+    def _send_summary(self, values: dict[Any, Any]) -> dict[str, SummaryValue]:
+        if not self._lifecycle_call("summary"):
+            return {}
+        kept, refused = check_summary(values.items(), self.summary, self._warn_once)
+        self._rejected_entries += refused
+        if kept:
+            self._publish_update(summary=kept)
+        return kept
 
     def _ignored(self, what: str) -> None:
         """Warn once that ``what`` does nothing: the run is finished, or this process is a fork of its own."""
@@ -473,9 +478,8 @@ class Run:
                     RunEnd(run=self.info, status=final, ended_at_ms=_now_ms(), step=self._last_step)
                 )
                 self._save_state(final)
-            self.delivery = report = self._transport.close(
-                self.settings.finish_timeout_s if timeout is None else timeout
-            )
+            report = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
+            self.delivery = report = dataclasses.replace(report, rejected_entries=self._rejected_entries)
             if self.mode == "offline":
                 log.info("offline run saved; send it with `runstream sync`", run_id=self.run_id, path=str(self.dir))
             elif report.pending_records:
@@ -615,6 +619,9 @@ class Run:
 
     def _emit_hardware(self, sample: Any) -> None:
         if self._transport is None or not sample.keys:
+            return
+        if not 0 <= sample.ts_ms <= MAX_EPOCH_MS:
+            self._warn_once("hardware-clock", "the clock is out of range; hardware sample dropped", ts_ms=sample.ts_ms)
             return
         info, rank = self.info, self.distributed.rank
         n = len(sample.keys)

@@ -281,7 +281,9 @@ def test_keys_with_control_characters_are_dropped_with_one_warning_per_key(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("metric key holds a control character" in m for m in messages) == 4  # one per bad key
     assert sum("param key holds a control character" in m for m in messages) == 3
-    assert sum("tag holds a control character" in m for m in messages) == 2
+    assert sum("tag key holds a control character" in m for m in messages) == 1
+    assert sum("tag value holds a control character" in m for m in messages) == 1
+    assert report.rejected_entries == 3 + 2  # params, tags
     starts = [e for e in sender.events() if isinstance(e, RunStart)]
     assert starts[0].params == {"lr": "0.1"}
     updates = [e for e in sender.events() if isinstance(e, RunUpdate)]
