@@ -38,7 +38,7 @@ class SyncReport:
     split_records: int = 0
     """Spooled records over ``max_record_bytes`` (an older version wrote them) sent in parts."""
     oversized_records: int = 0
-    """Spooled records too large for Kafka and with nothing to cut them by, or refused by the broker: skipped."""
+    """Spooled records too large for Kafka, with nothing to cut them by: skipped."""
     corrupt_segments: int = 0
     failed: list[str] = field(default_factory=list)
 
@@ -116,7 +116,9 @@ class _Replay:
 
     A record over ``max_record_bytes`` (written by an older version) is sent in parts when it is a
     batch of points or a run's start or update (see ``_split``), and skipped, with a warning, when
-    nothing can cut it; so is one Kafka refuses as too large. Neither stops the spool.
+    nothing can cut it; neither stops the spool. A record the broker refuses as too large (its
+    ``message.max.bytes`` below ``max_record_bytes``) fails the spool: it stays unsynced, to be sent
+    again once the setting is lowered.
     """
 
     def __init__(self, spool: Path, sender: RecordSender, settings: Settings, progress: Progress | None) -> None:
@@ -138,8 +140,6 @@ class _Replay:
         except Exception as exc:
             log.error("Kafka flush failed", spool=str(self._spool), error=repr(exc))
         acknowledged = self._outcome.wait(timeout_s)
-        self.oversized += self._outcome.refused
-        self.sent -= self._outcome.refused
         if not (complete and acknowledged):
             outcome = self._outcome
             log.error(
@@ -202,7 +202,6 @@ class _Outcome:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.waiting = 0
-        self.refused = 0
         self.errors: list[str] = []
 
     def expect(self) -> None:
@@ -217,9 +216,11 @@ class _Outcome:
     def failed(self, exc: BaseException) -> None:
         with self._cond:
             self.waiting -= 1
-            if too_large(exc):  # never accepted, however often sent: skipped, not failed
-                self.refused += 1
-                log.warning("Kafka refused a spooled record as too large; skipped", error=repr(exc))
+            if too_large(exc):  # the broker's limit is below max_record_bytes; its producer stops after this
+                self.errors.append(
+                    f"{exc!r}: Kafka refused a record as too large; set RUNSTREAM_MAX_RECORD_BYTES below the "
+                    "broker's message.max.bytes and sync again"
+                )
             else:
                 self.errors.append(repr(exc))
             self._cond.notify_all()

@@ -19,6 +19,7 @@ Nothing here raises into user code: failures are counted and logged once per kin
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 import uuid
@@ -32,10 +33,10 @@ import msgspec
 from runstream._buffer import ColumnPacker, PointColumns
 from runstream._kafka import RecordSender, kafka_sender, too_large
 from runstream._points import Number, check_points
-from runstream._split import split_event
+from runstream._split import split_event, split_for_replay
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_core.events import Event, MetricBatch, encode_event
+from runstream_core.events import Event, MetricBatch, decode_event, encode_event
 from runstream_core.log import WarnOnce, get_logger
 from runstream_core.topics import INPUTS, TopicCode
 
@@ -46,6 +47,7 @@ _MAX_BACKOFF_S = 10.0
 _SPOOL_FLUSH_BYTES = 1 << 20  # records handed to the OS at least this often, and after each packing step
 _SPOOL_RETRY_S = 30.0  # after a failed spool write, records stay in memory this long before the disk is tried again
 _NOT_SPOOLED = -1  # the "segment" of records kept in memory only
+_MIN_RECORD_BYTES = 64 * 1024  # the smallest max_record_bytes there is (a point's key alone may take 1 kB)
 # The topic of each event kind a producer publishes, from the pipeline's topics table.
 _TOPIC_OF: dict[type[Any], TopicCode] = {
     kind: topic.code for topic in INPUTS if topic.code is not None for kind in topic.events
@@ -189,11 +191,15 @@ class Transport:
         """Records kept in memory (spool down) that follow records the cursor has still to read."""
         self._retry: collections.deque[_Pending] = collections.deque()
         self._in_flight: dict[int, _Pending] = {}
+        """Records handed to Kafka, by send (a record cut again after a refusal goes as several sends)."""
+        self._sends = itertools.count()
         self._in_flight_bytes = 0
         self._acks: collections.deque[int] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
-        self._refusals: collections.deque[int] = collections.deque()
-        """Records Kafka refused as too large: never sent again."""
+        self._refusals: collections.deque[tuple[int, int]] = collections.deque()
+        """(send, producer generation) of records Kafka refused as too large."""
+        self._generation = 0
+        """Counts the Kafka producers made: one that refused a record as too large is replaced."""
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._close_timeout = settings.finish_timeout_s
@@ -520,12 +526,17 @@ class Transport:
                 self._in_flight_bytes -= len(pending.payload)
                 self._retry.append(pending)
                 self._back_off()
+        refused: list[_Pending] = []
+        current = False
         while self._refusals:
-            pending = self._in_flight.pop(self._refusals.popleft(), None)
+            send, generation = self._refusals.popleft()
+            pending = self._in_flight.pop(send, None)
             if pending is not None:
                 self._in_flight_bytes -= len(pending.payload)
-                self._segment_unacked[pending.segment] -= 1
-                self._oversized_records += 1
+                refused.append(pending)
+                current = current or generation == self._generation
+        if refused:
+            self._settle_refusals(refused, current)
         self._delete_acked_segments()
 
     def _delete_acked_segments(self) -> None:
@@ -578,39 +589,88 @@ class Transport:
             future = sender.send(self._topic_names[pending.topic], value=pending.payload, key=self._key)
         except Exception as exc:
             if too_large(exc):  # it would never go: the queue moves on without it
-                self._segment_unacked[pending.segment] -= 1
-                self._oversized_records += 1
+                self._skip_oversized(pending)
                 self._warn_refused(exc)
                 return True
             self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
             self._back_off()
             return False
-        self._in_flight[pending.seq] = pending
+        send = next(self._sends)
+        self._in_flight[send] = pending
         self._in_flight_bytes += len(pending.payload)
-        future.add_callback(self._delivered, pending.seq)
-        future.add_errback(self._failed, pending.seq)
+        future.add_callback(self._delivered, send)
+        future.add_errback(self._failed, send, self._generation)
         self._backoff_s = 0.0
         return True
 
-    def _delivered(self, seq: int, _metadata: Any) -> None:
-        self._acks.append(seq)  # on kafka-python's thread: deque appends are thread-safe
+    def _delivered(self, send: int, _metadata: Any) -> None:
+        self._acks.append(send)  # on kafka-python's thread: deque appends are thread-safe
 
-    def _failed(self, seq: int, exc: BaseException) -> None:
+    def _failed(self, send: int, generation: int, exc: BaseException) -> None:
         if too_large(exc):
-            self._refusals.append(seq)
-            self._warn_refused(exc)
+            self._refusals.append((send, generation))  # settled on the sender thread
             self._wake.set()
             return
         self._failed_sends += 1
-        self._failures.append(seq)
+        self._failures.append(send)
         self._warn_once("delivery", "Kafka delivery failed; record will be sent again", exc)
         self._wake.set()
 
+    def _settle_refusals(self, refused: list[_Pending], by_current_producer: bool) -> None:
+        """Records the broker refused as too large: its ``message.max.bytes`` is below ``max_record_bytes``.
+
+        kafka-python's idempotent producer fails every later record with the same error once the broker
+        refuses one, so that producer is replaced, and records are cut to half the largest one refused from
+        then on (not below 64 KiB). Refused records over that are cut into parts sent under producer ids of
+        their own (as ``runstream sync`` does); the others, refused only because their producer had stopped,
+        are sent again. A record refused when records cannot be cut smaller, or with nothing to cut it by,
+        is skipped and counted as ``oversized_records``.
+        """
+        if by_current_producer:
+            largest = max(refused, key=lambda pending: len(pending.payload))
+            limit = max(_MIN_RECORD_BYTES, min(self._max_record_bytes, len(largest.payload) // 2))
+            if limit == self._max_record_bytes:  # no smaller cut left: this one cannot go
+                refused.remove(largest)
+                self._skip_oversized(largest)
+            self._max_record_bytes = limit
+            self._replace_sender()
+            self._warn_once_fields(
+                "too-large",
+                "Kafka refused a record as too large: its message.max.bytes is below RUNSTREAM_MAX_RECORD_BYTES; "
+                "records are cut smaller from now on",
+                max_record_bytes=limit,
+            )
+        again: list[_Pending] = []
+        for pending in refused:
+            if len(pending.payload) <= self._max_record_bytes:
+                self._failed_sends += 1
+                again.append(pending)
+                continue
+            parts = split_for_replay(decode_event(pending.payload), self._max_record_bytes, len(pending.payload))
+            if parts is None:
+                self._skip_oversized(pending)
+                continue
+            self._segment_unacked[pending.segment] += len(parts) - 1  # the segment goes once all parts are sent
+            again.extend(_Pending(pending.seq, pending.topic, encode_event(part), pending.segment) for part in parts)
+        self._retry.extendleft(reversed(again))  # before anything newer
+
+    def _skip_oversized(self, pending: _Pending) -> None:
+        self._segment_unacked[pending.segment] -= 1
+        self._oversized_records += 1
+
+    def _replace_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        self._generation += 1
+        if sender is not None:
+            try:
+                sender.close(timeout=1.0)
+            except Exception as exc:
+                self._warn_once("close-refused", "closing the Kafka producer that refused a record failed", exc)
+
     def _warn_refused(self, exc: BaseException) -> None:
         self._warn_once(
-            "too-large",
-            "Kafka refused a record as too large; skipped (lower RUNSTREAM_MAX_RECORD_BYTES below the broker's "
-            "message.max.bytes)",
+            "too-large-send",
+            "Kafka's client refuses a record as larger than its max_request_size; skipped",
             exc,
         )
 

@@ -36,17 +36,29 @@ class SizeCheckingSender(FakeSender):
 
 
 class SmallBrokerSender(FakeSender):
-    """A broker whose ``message.max.bytes`` is below the SDK's limit: it fails such records' deliveries."""
+    """A broker whose ``message.max.bytes`` is below the SDK's limit, through kafka-python's idempotent
+    producer: once the broker refuses a record as too large, the producer fails every later record with
+    that same error; a new producer works again."""
 
     def __init__(self, message_max_bytes: int) -> None:
         super().__init__()
         self.message_max_bytes = message_max_bytes
         self.refused = 0
+        self.producers = 0
+        self.fatal: Exception | None = None
+
+    def connect(self, settings: Settings) -> SmallBrokerSender:
+        self.producers += 1
+        self.fatal = None
+        return self
 
     def send(self, topic: str, value: bytes, key: bytes) -> _Future:
+        if self.fatal is not None:
+            return _Future(self.fatal)
         if len(value) > self.message_max_bytes:
             self.refused += 1
-            return _Future(MessageSizeTooLargeError("MESSAGE_SIZE_TOO_LARGE"))
+            self.fatal = MessageSizeTooLargeError("MESSAGE_SIZE_TOO_LARGE")
+            return _Future(self.fatal)
         return super().send(topic, value, key)
 
 
@@ -125,20 +137,40 @@ def test_params_too_many_for_one_record_follow_the_start_in_updates(settings: Se
     assert params == config
 
 
-def test_a_record_the_broker_refuses_as_too_large_is_skipped_counted_and_blocks_nothing(
+def test_records_a_broker_with_a_lower_limit_refuses_are_cut_smaller_and_nothing_is_lost(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sender = SmallBrokerSender(message_max_bytes=200_000)  # the broker's limit is below the SDK's
+    broker = SmallBrokerSender(message_max_bytes=200_000)  # the broker's limit is below the SDK's
     with caplog.at_level(logging.WARNING, logger="runstream"):
-        run = Run(project="p", team="t", settings=settings, sender_factory=factory_for(sender))
-        run.log(WIDE, step=0)  # two records of ~560 kB: under max_record_bytes, over the broker's limit
-        for step in range(1, 50):
-            run.log({"after": float(step)}, step=step)
+        run = Run(project="p", team="t", settings=settings, sender_factory=broker.connect)
+        run.log({"before": 1.0}, step=0)
+        assert run.flush(10)
+        run.log(WIDE, step=1)  # two records of ~560 kB: under max_record_bytes, over the broker's limit
+        assert run.flush(20)
+        for step in range(2, 50):
+            run.log(WIDE if step == 10 else {"after": float(step)}, step=step)
         report = run.finish()
-    assert sender.refused == report.oversized_records == 2
-    assert report.pending_records == 0 and not report.complete and report.failed_sends == 0
-    assert sender.points() == [("after", s, float(s)) for s in range(1, 50)]
-    assert sum("too large" in r.getMessage() for r in caplog.records) == 1
+    assert report.complete and report.oversized_records == 0 and report.pending_records == 0
+    assert broker.refused >= 2 and broker.producers >= 3  # each producer that saw a refusal was replaced
+    wide = [(k, step, v) for step in (1, 10) for k, v in WIDE.items()]
+    after = [("after", s, float(s)) for s in range(2, 50) if s != 10]
+    points = broker.points()
+    assert len(points) == len(set(points)) and sorted(points) == sorted([("before", 0, 1.0), *wide, *after])
+    assert max(len(value) for _, _, value in broker.sent) <= 200_000
+    parts = [e for e in broker.events() if isinstance(e, MetricBatch) and e.steps[0] == 1]
+    assert len({(p.producer_id, p.seq) for p in parts}) == len(parts)  # told apart by the worker's dedup
+    assert sum("message.max.bytes is below" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_record_that_cannot_be_cut_small_enough_is_skipped_and_counted(settings: Settings) -> None:
+    broker = SmallBrokerSender(message_max_bytes=1000)  # below any record of 64 kB
+    run = Run(project="p", team="t", settings=settings, sender_factory=broker.connect)
+    run.log({f"k{i:05d}": float(i) for i in range(2000)}, step=0)  # ~50 kB: one record, too large for this broker
+    assert run.flush(10)
+    run.log({"small": 1.0}, step=1)
+    report = run.finish()
+    assert report.oversized_records == 1 and report.pending_records == 0
+    assert broker.points() == [("small", 1, 1.0)]
 
 
 def old_spool(directory: Path, producer_id: str) -> None:
