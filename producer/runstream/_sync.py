@@ -153,6 +153,8 @@ class _Replay:
 
     def _send(self, record: SpooledRecord) -> bool:
         """Hand one spooled record to Kafka; False when Kafka cannot take anything (this spool stops)."""
+        if self._progress is not None:
+            self._progress(1)
         try:
             event: Any = decode_event(record.payload)
         except Exception:
@@ -180,8 +182,6 @@ class _Replay:
             future.add_callback(self._outcome.acked)
             future.add_errback(self._outcome.failed)
         self.sent += 1
-        if self._progress is not None:
-            self._progress(1)
         return True
 
     def _skip(self, record: SpooledRecord, kind: str, message: str) -> None:
