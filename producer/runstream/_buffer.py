@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runstream._points import WarnOnce, check_points
+from runstream_core.events import MAX_EPOCH_MS
 
 Row = tuple[int, float, tuple[Any, ...], tuple[Any, ...]]
 """(step, time.time(), keys, values) as offered by ``Transport.offer_points``."""
@@ -37,7 +38,7 @@ class ColumnPacker:
         self._valid_keys: tuple[Any, ...] = ()
         self.columns = PointColumns()
         self.rejected = 0
-        """Points refused by the check (bad keys, ints too large for a float)."""
+        """Points refused by the check (bad keys, ints too large for a float) or for a clock out of range."""
 
     def add(self, row: Row) -> int:
         """Append one row's points; returns how many were accepted."""
@@ -51,11 +52,16 @@ class ColumnPacker:
             else:
                 self.rejected += given - len(keys)
         n = len(keys)
+        ts_ms = int(time_s * 1000)
+        if not 0 <= ts_ms <= MAX_EPOCH_MS:  # the clock is set before 1970 or after 2299
+            self._warn_once("clock", "the clock is out of the range of a point's time; points rejected", ts_ms=ts_ms)
+            self.rejected += n
+            return 0
         cols = self.columns
         cols.keys.extend(keys)
         cols.values.extend(values)
         cols.steps.extend([step] * n)
-        cols.ts_ms.extend([int(time_s * 1000)] * n)
+        cols.ts_ms.extend([ts_ms] * n)
         return n
 
     def take(self) -> PointColumns:

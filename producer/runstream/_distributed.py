@@ -10,6 +10,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+MAX_WORLD_SIZE = 1_000_000
+"""The most processes a run's events may name (``RunInfo.world_size`` and ``rank`` in the event schema)."""
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -44,7 +47,7 @@ def detect(environ: Mapping[str, str]) -> Distributed:
     """The first launcher whose variables are set decides; none set means a single process."""
     for rank_var, local_var, size_var, node_var in _LAUNCHERS:
         if rank_var in environ and size_var in environ:
-            world_size = max(1, _int(environ, size_var, 1))
+            world_size = min(max(1, _int(environ, size_var, 1)), MAX_WORLD_SIZE)
             rank = min(max(0, _int(environ, rank_var, 0)), world_size - 1)
             return Distributed(
                 rank=rank,

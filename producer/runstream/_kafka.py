@@ -6,6 +6,8 @@ this module only chooses the producer's options for a training job.
 
 from __future__ import annotations
 
+import os
+import weakref
 from typing import Any, Protocol
 
 from runstream.settings import Settings
@@ -22,6 +24,23 @@ class RecordSender(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
+_DEFAULT_MAX_REQUEST_SIZE = 1_048_576  # kafka-python's, and about the broker's default message.max.bytes
+_RECORD_OVERHEAD = 64 * 1024  # key, headers and record batch framing around a value, with room to spare
+
+
+_producers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _disown_in_child() -> None:
+    """A forked child holds copies of its parent's producers, whose sender thread stayed with the parent.
+    Marked closed (kafka-python's own flag), they do not flush or close anything when the child exits."""
+    for producer in list(_producers):
+        producer._closed = True
+
+
+os.register_at_fork(after_in_child=_disown_in_child)
+
+
 def kafka_sender(settings: Settings) -> RecordSender:
     """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
     producer: RecordSender = kafka.producer(
@@ -35,5 +54,15 @@ def kafka_sender(settings: Settings) -> RecordSender:
         max_block_ms=1000,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,
+        max_request_size=max(_DEFAULT_MAX_REQUEST_SIZE, settings.max_record_bytes + _RECORD_OVERHEAD),
     )
+    _producers.add(producer)
     return producer
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` is Kafka refusing a record for its size (kafka-python's ``max_request_size`` check,
+    or the broker's ``message.max.bytes``): sending the record again can never succeed."""
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError))

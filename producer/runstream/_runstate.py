@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from runstream._private import private_dir, write_private
 
 STATE_FILE = "run.json"
 
@@ -32,8 +33,7 @@ def load(run_dir: Path) -> RunState | None:
 
 
 def save(run_dir: Path, state: RunState) -> None:
-    """Write atomically (temp file + rename) so a kill never leaves half a file. Raises OSError."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(asdict(state), sort_keys=True))
-    tmp.replace(run_dir / STATE_FILE)
+    """Write atomically (temp file + rename) so a kill never leaves half a file; the file is 0600 (the
+    run's directory 0700), its params being nobody else's business. Raises OSError."""
+    private_dir(run_dir)
+    write_private(run_dir / STATE_FILE, json.dumps(asdict(state), sort_keys=True).encode())

@@ -69,6 +69,16 @@ def on_sigterm(callback: Callable[[], None]) -> bool:
     return True
 
 
+def after_fork_in_child() -> None:
+    """In a forked child: the parent's runs are not the child's to end on SIGTERM. The handler stays and
+    passes the signal on as before; a run the child starts itself registers anew."""
+    global _lock, _busy, _pending_signal
+    _lock = threading.Lock()  # it may have been held by a thread the fork left behind
+    _on_term.clear()
+    _busy = 0
+    _pending_signal = None
+
+
 def forget(callback: Callable[[], None]) -> None:
     with _lock:
         if callback in _on_term:

@@ -18,14 +18,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
+from runstream._private import open_private, private_dir
 from runstream_core.topics import TopicCode
 
 _MAGIC = b"RS"
 _FORMAT = 1
 _HEADER = struct.Struct(">2sBBQII")
 SEGMENT_SUFFIX = ".seg"
+_write = os.write  # the spool's one way to its files (tests put a full disk here)
 SYNCED_MARKER = "synced"
 
 
@@ -54,49 +55,97 @@ def segment_paths(directory: Path) -> list[Path]:
 class SpoolWriter:
     """Appends frames to the current segment; starts a new one past ``segment_bytes``.
 
-    Used by one thread (the run's sender). ``flush()`` hands written frames to the OS, which
-    keeps them through a process kill; ``close()`` also fsyncs.
+    Used by one thread (the run's sender). ``append()`` collects frames in memory; ``flush()`` hands
+    them to the OS, which keeps them through a process kill; ``close()`` also fsyncs. A write that
+    fails (a full disk: ENOSPC, EFBIG) is cut back off the file, so a segment always ends with a
+    whole frame; that segment is closed, the frames not written are forgotten, and the OSError is
+    raised. ``durable_seq`` is the last record on disk: whoever appended the later ones keeps them
+    elsewhere or counts them lost. The next ``append()`` starts a new segment.
+
+    Frames reach the file only through ``flush()`` (and ``close()``): a copy of the writer in a
+    forked child, which never calls them, writes nothing into the parent's spool.
     """
 
     def __init__(self, directory: Path, segment_bytes: int) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._segment_bytes = segment_bytes
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None
         self._size = 0
+        """Bytes of the current segment on disk."""
+        self._pending = bytearray()
+        self._pending_last_seq = -1
         self.segment = -1
-        self.records_written = 0
+        """The segment being written (-1: none)."""
+        self.durable_seq = -1
+        """The last record handed to the OS (-1: none)."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes appended and not flushed yet."""
+        return len(self._pending)
 
     def append(self, seq: int, topic: TopicCode, payload: bytes) -> tuple[int, int]:
-        """Write one frame; returns (segment, byte offset) where it starts. A segment is named by
-        the sequence number of its first record."""
-        if self._file is None or self._size >= self._segment_bytes:
+        """Add one frame; returns (segment, byte offset) where it starts. A segment is named by the
+        sequence number of its first record. Raises OSError when the full segment it closes cannot
+        be written (see the class docstring)."""
+        if self._fd is None or self._size + len(self._pending) >= self._segment_bytes:
             self._roll(seq)
-        assert self._file is not None
-        offset = self._size
-        header = _HEADER.pack(_MAGIC, _FORMAT, topic, seq, len(payload), _crc(topic, seq, payload))
-        self._file.write(header)
-        self._file.write(payload)
-        self._size += len(header) + len(payload)
-        self.records_written += 1
+        offset = self._size + len(self._pending)
+        self._pending += _HEADER.pack(_MAGIC, _FORMAT, topic, seq, len(payload), _crc(topic, seq, payload))
+        self._pending += payload
+        self._pending_last_seq = seq
         return self.segment, offset
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        """Write what was appended. Raises OSError when it cannot (see the class docstring)."""
+        if not self._pending or self._fd is None:
+            return
+        frames = bytes(self._pending)  # a copy: views of it may outlive a failed write
+        self._pending.clear()
+        view, written = memoryview(frames), 0
+        try:
+            while written < len(frames):
+                written += _write(self._fd, view[written:])
+        except OSError:
+            self._abandon()
+            raise
+        self._size += written
+        self.durable_seq = self._pending_last_seq
+
+    def _abandon(self) -> None:
+        """After a failed write: cut the segment back to its last whole frame, close it, forget the rest."""
+        fd, self._fd = self._fd, None
+        self._pending.clear()
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, self._size)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if self._size == 0:
+            _segment_path(self.directory, self.segment).unlink(missing_ok=True)
+        self.segment = -1
+        self._size = 0
 
     def _roll(self, first_seq: int) -> None:
         self._close_file()
+        fd = open_private(_segment_path(self.directory, first_seq), os.O_WRONLY | os.O_APPEND)
+        self._fd = fd
         self.segment = first_seq
-        self._file = _segment_path(self.directory, first_seq).open("ab", buffering=1 << 20)
-        self._size = 0
+        self._size = os.fstat(fd).st_size
 
     def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        if self._fd is None:
+            return
+        self.flush()
+        fd, self._fd = self._fd, None
+        self.segment, self._size = -1, 0
+        try:
+            with contextlib.suppress(OSError):  # the frames are the OS's already: only a power cut could lose them
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def delete_segment(self, segment: int) -> None:
         """Remove a segment whose records are all acknowledged (never the one being written)."""

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runstream._kafka import RecordSender, kafka_sender
-from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, read_spool, segment_paths
+from runstream._kafka import RecordSender, kafka_sender, too_large
+from runstream._private import tighten, write_private
+from runstream._split import split_for_replay
+from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, SpooledRecord, read_spool, segment_paths
 from runstream.settings import Settings
 from runstream_core.errors import CommError, UsageError
-from runstream_core.events import decode_event
+from runstream_core.events import decode_event, encode_event
 from runstream_core.log import get_logger
-from runstream_core.topics import Topics
 
 log = get_logger("runstream.sync")
 
@@ -31,7 +32,13 @@ Progress = Callable[[int], None]
 class SyncReport:
     producers: int = 0
     skipped: int = 0
+    """Spools skipped as synced already."""
     sent_records: int = 0
+    """Spooled records sent (and acknowledged); one sent in parts counts once."""
+    split_records: int = 0
+    """Spooled records over ``max_record_bytes`` (an older version wrote them) sent in parts."""
+    oversized_records: int = 0
+    """Spooled records too large for Kafka, with nothing to cut them by: skipped."""
     corrupt_segments: int = 0
     failed: list[str] = field(default_factory=list)
 
@@ -85,16 +92,18 @@ def sync(
         sender = sender_factory(settings)
     except Exception as exc:
         raise CommError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
-    topics = settings.topics
     try:
         for spool in todo:
             report.producers += 1
-            stats = ReadStats()
-            ok = _send_spool(spool, sender, topics, stats, progress, timeout_s)
-            report.corrupt_segments += stats.corrupt_segments
+            tighten([spool, *segment_paths(spool)])  # written by a version that left them readable to all
+            replay = _Replay(spool, sender, settings, progress)
+            ok = replay.run(timeout_s)
+            report.corrupt_segments += replay.stats.corrupt_segments
+            report.split_records += replay.split
+            report.oversized_records += replay.oversized
             if ok:
-                report.sent_records += stats.records
-                (spool / SYNCED_MARKER).write_text(f"{stats.records} records at {time.time():.0f}\n")
+                report.sent_records += replay.sent
+                write_private(spool / SYNCED_MARKER, f"{replay.sent} records at {time.time():.0f}\n".encode())
             else:
                 report.failed.append(str(spool))
     finally:
@@ -102,35 +111,89 @@ def sync(
     return report
 
 
-def _send_spool(
-    spool: Path, sender: RecordSender, topics: Topics, stats: ReadStats, progress: Progress | None, timeout_s: float
-) -> bool:
-    outcome = _Outcome()
-    for record in read_spool(spool, stats):
-        key = _record_key(record.payload)
-        if key is None:
-            log.warning("spooled record cannot be decoded; skipped", spool=str(spool), seq=record.seq)
-            continue
-        future = sender.send(topics.of_code(record.topic), value=record.payload, key=key)
-        outcome.expect()
-        future.add_callback(outcome.acked)
-        future.add_errback(outcome.failed)
-        if progress is not None:
-            progress(1)
-    sender.flush(timeout=timeout_s)
-    if not outcome.wait(timeout_s):
-        log.error("sync did not complete", spool=str(spool), unacknowledged=outcome.waiting, errors=outcome.errors[:3])
-        return False
-    return True
+class _Replay:
+    """Sends one producer's spool in order and waits for Kafka's answers.
 
+    A record over ``max_record_bytes`` (written by an older version) is sent in parts when it is a
+    batch of points or a run's start or update (see ``_split``), and skipped, with a warning, when
+    nothing can cut it; neither stops the spool. A record the broker refuses as too large (its
+    ``message.max.bytes`` below ``max_record_bytes``) fails the spool: it stays unsynced, to be sent
+    again once the setting is lowered.
+    """
 
-def _record_key(payload: bytes) -> bytes | None:
-    try:
-        event: Any = decode_event(payload)
-    except Exception:
-        return None
-    run_id = event.run_id if hasattr(event, "run_id") else event.run.run_id
-    return str(run_id).encode()
+    def __init__(self, spool: Path, sender: RecordSender, settings: Settings, progress: Progress | None) -> None:
+        self._spool = spool
+        self._sender = sender
+        self._topics = settings.topics
+        self._max_bytes = settings.max_record_bytes
+        self._progress = progress
+        self._outcome = _Outcome()
+        self.stats = ReadStats()
+        self.sent = 0
+        self.split = 0
+        self.oversized = 0
+
+    def run(self, timeout_s: float) -> bool:
+        complete = all(self._send(record) for record in read_spool(self._spool, self.stats))
+        try:
+            self._sender.flush(timeout=timeout_s)
+        except Exception as exc:
+            log.error("Kafka flush failed", spool=str(self._spool), error=repr(exc))
+        acknowledged = self._outcome.wait(timeout_s)
+        if not (complete and acknowledged):
+            outcome = self._outcome
+            log.error(
+                "sync did not complete",
+                spool=str(self._spool),
+                unacknowledged=outcome.waiting,
+                errors=outcome.errors[:3],
+            )
+            return False
+        return True
+
+    def _send(self, record: SpooledRecord) -> bool:
+        """Hand one spooled record to Kafka; False when Kafka cannot take anything (this spool stops)."""
+        if self._progress is not None:
+            self._progress(1)
+        try:
+            event: Any = decode_event(record.payload)
+        except Exception:
+            log.warning("spooled record cannot be decoded; skipped", spool=str(self._spool), seq=record.seq)
+            return True
+        payloads = [record.payload]
+        if len(record.payload) > self._max_bytes:
+            parts = split_for_replay(event, self._max_bytes, len(record.payload))
+            if parts is None:
+                self._skip(record, type(event).__name__, "spooled record too large for Kafka and nothing to cut it by")
+                return True
+            payloads = [encode_event(part) for part in parts]
+            self.split += 1
+        key = str(event.run_id if hasattr(event, "run_id") else event.run.run_id).encode()
+        for payload in payloads:
+            try:
+                future = self._sender.send(self._topics.of_code(record.topic), value=payload, key=key)
+            except Exception as exc:
+                if too_large(exc):
+                    self._skip(record, type(event).__name__, "Kafka refused a spooled record as too large")
+                    return True
+                log.error("Kafka send failed; this spool stops here", spool=str(self._spool), error=repr(exc))
+                return False
+            self._outcome.expect()
+            future.add_callback(self._outcome.acked)
+            future.add_errback(self._outcome.failed)
+        self.sent += 1
+        return True
+
+    def _skip(self, record: SpooledRecord, kind: str, message: str) -> None:
+        self.oversized += 1
+        log.warning(
+            message + "; skipped",
+            spool=str(self._spool),
+            seq=record.seq,
+            event_type=kind,
+            size=len(record.payload),
+            max_record_bytes=self._max_bytes,
+        )
 
 
 class _Outcome:
@@ -153,7 +216,13 @@ class _Outcome:
     def failed(self, exc: BaseException) -> None:
         with self._cond:
             self.waiting -= 1
-            self.errors.append(repr(exc))
+            if too_large(exc):  # the broker's limit is below max_record_bytes; its producer stops after this
+                self.errors.append(
+                    f"{exc!r}: Kafka refused a record as too large; set RUNSTREAM_MAX_RECORD_BYTES below the "
+                    "broker's message.max.bytes and sync again"
+                )
+            else:
+                self.errors.append(repr(exc))
             self._cond.notify_all()
 
     def wait(self, timeout_s: float) -> bool:

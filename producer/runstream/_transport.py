@@ -10,13 +10,16 @@ Offering a row only appends it to an inbox (a deque). One daemon thread packs wh
 records, numbers them, appends each to the spool before anything else (so a killed job leaves them
 on disk), and sends them with kafka-python. Records wait in memory for Kafka up to a byte budget;
 past it (Kafka down or slow) they stay on disk only and are read back in order when Kafka returns.
-Spool segments are deleted once Kafka has acknowledged all their records.
+Spool segments are deleted once Kafka has acknowledged all their records. When the spool cannot
+be written (a full disk), records go on to Kafka from memory, within the same byte budget; those
+that fit nowhere are dropped and counted, and the spool is tried again after a pause.
 Nothing here raises into user code: failures are counted and logged once per kind.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 import uuid
@@ -28,11 +31,12 @@ from typing import Any
 import msgspec
 
 from runstream._buffer import ColumnPacker, PointColumns
-from runstream._kafka import RecordSender, kafka_sender
+from runstream._kafka import RecordSender, kafka_sender, too_large
 from runstream._points import Number, check_points
+from runstream._split import split_event, split_for_replay
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_core.events import Event, MetricBatch, encode_event
+from runstream_core.events import Event, MetricBatch, decode_event, encode_event
 from runstream_core.log import WarnOnce, get_logger
 from runstream_core.topics import INPUTS, TopicCode
 
@@ -40,6 +44,10 @@ log = get_logger("runstream.transport")
 
 _SEND_BATCH = 256  # records read back from the spool per step
 _MAX_BACKOFF_S = 10.0
+_SPOOL_FLUSH_BYTES = 1 << 20  # records handed to the OS at least this often, and after each packing step
+_SPOOL_RETRY_S = 30.0  # after a failed spool write, records stay in memory this long before the disk is tried again
+_NOT_SPOOLED = -1  # the "segment" of records kept in memory only
+_MIN_RECORD_BYTES = 64 * 1024  # the smallest max_record_bytes there is (a point's key alone may take 1 kB)
 # The topic of each event kind a producer publishes, from the pipeline's topics table.
 _TOPIC_OF: dict[type[Any], TopicCode] = {
     kind: topic.code for topic in INPUTS if topic.code is not None for kind in topic.events
@@ -57,12 +65,13 @@ class Identity:
     rank: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Pending:
     seq: int
     topic: TopicCode
     payload: bytes
     segment: int
+    """The spool segment holding the record, ``_NOT_SPOOLED`` when it is in memory only."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +93,13 @@ class TransportStats:
     packed), or a step the run's step rule refuses."""
     failed_sends: int
     """Kafka deliveries that failed (each record is sent again)."""
+    spool_errors: int = 0
+    """Spool writes that failed (a full disk); the records went on from memory."""
+    dropped_records: int = 0
+    """Records lost because neither the spool nor the memory budget could hold them."""
+    oversized_records: int = 0
+    """Records skipped as too large for Kafka: over ``max_record_bytes`` with nothing to cut them by, or
+    refused by the broker (its ``message.max.bytes`` below ``max_record_bytes``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,11 +116,21 @@ class DeliveryReport:
     """Points refused as bad input (``TransportStats.rejected_points``)."""
     failed_sends: int
     spool_path: str | None = None
+    spool_errors: int = 0
+    """Spool writes that failed (``TransportStats.spool_errors``)."""
+    dropped_records: int = 0
+    """Records lost: neither the spool nor memory could hold them, or they were still in memory only
+    (not spooled, not delivered) when the run ended."""
+    oversized_records: int = 0
+    """Records skipped as too large for Kafka (``TransportStats.oversized_records``)."""
+    rejected_entries: int = 0
+    """Params, tags and summary values refused as bad input (the run counts them: they are no points)."""
 
     @property
     def complete(self) -> bool:
-        """Everything accepted was delivered and nothing was lost to a full buffer."""
-        return self.pending_records == 0 and self.overflow_points == 0
+        """Everything accepted was delivered: nothing was lost to a full buffer, a full disk or Kafka's size limit."""
+        lost = self.overflow_points + self.dropped_records + self.oversized_records
+        return self.pending_records == 0 and lost == 0
 
 
 class Transport:
@@ -122,6 +148,7 @@ class Transport:
         heartbeat: Callable[[], Event] | None = None,
     ) -> None:
         self._settings = settings
+        self._warned = WarnOnce(log)  # first: everything below may warn; called from the sender thread and the run's
         self._topic_names = {code: settings.topics.of_code(code) for code in TopicCode}
         self._identity = identity
         self._key = identity.run_id.encode()
@@ -142,24 +169,43 @@ class Transport:
         self._wake_at = self._record_points
         self._packer = ColumnPacker(self._warn_once_fields)
         self._seq = 0
+        self._packing = False
         self._spool = self._open_spool(spool_dir)
         self._segment_unacked: collections.Counter[int] = collections.Counter()
+        """Records not acknowledged yet, by spool segment (``_NOT_SPOOLED``: kept in memory only)."""
+        self._unflushed: collections.deque[tuple[_Pending, bool]] = collections.deque()
+        """Records appended to the spool and maybe not written yet, with whether they are also in memory."""
+        self._spool_down = False
+        self._spool_retry_at = 0.0
+        self._spool_errors = 0
+        self._dropped_records = 0
+        self._oversized_records = 0
+        self._max_record_bytes = settings.max_record_bytes
         self._unsent: collections.deque[_Pending] = collections.deque()
         self._unsent_bytes = 0
+        """Bytes of the records in ``_unsent`` and ``_held``."""
         self._spilled: SpoolCursor | None = None
+        self._spill_end_seq: int | None = None
+        """The last record the cursor may read when the spool failed while it was reading."""
+        self._held: collections.deque[_Pending] = collections.deque()
+        """Records kept in memory (spool down) that follow records the cursor has still to read."""
         self._retry: collections.deque[_Pending] = collections.deque()
         self._in_flight: dict[int, _Pending] = {}
+        """Records handed to Kafka, by send (a record cut again after a refusal goes as several sends)."""
+        self._sends = itertools.count()
         self._in_flight_bytes = 0
         self._acks: collections.deque[int] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
-        self._unspooled_drops = 0
+        self._refusals: collections.deque[tuple[int, int]] = collections.deque()
+        """(send, producer generation) of records Kafka refused as too large."""
+        self._generation = 0
+        """Counts the Kafka producers made: one that refused a record as too large is replaced."""
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._close_timeout = settings.finish_timeout_s
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: RecordSender | None = None
-        self._warned = WarnOnce(log)  # called from the sender thread and the run's
         self._failed_sends = 0
         self._thread = threading.Thread(target=self._loop, name=f"runstream-sender-{identity.run_id[:8]}", daemon=True)
 
@@ -221,6 +267,9 @@ class Transport:
             overflow_points=self._overflow_points,
             rejected_points=self._rejected_in_caller + self._packer.rejected,
             failed_sends=self._failed_sends,
+            spool_errors=self._spool_errors,
+            dropped_records=self._dropped_records,
+            oversized_records=self._oversized_records,
         )
 
     def flush(self, timeout: float) -> bool:
@@ -240,7 +289,8 @@ class Transport:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout + 5.0)
-        pending = self._pending_records()
+        in_memory_only = max(0, self._segment_unacked[_NOT_SPOOLED])  # gone with the process
+        pending = self._pending_records() - in_memory_only
         stats = self.stats()
         return DeliveryReport(
             pending_records=pending,
@@ -248,6 +298,9 @@ class Transport:
             rejected_points=stats.rejected_points,
             failed_sends=stats.failed_sends,
             spool_path=str(self.spool_path) if pending and self.spool_path is not None else None,
+            spool_errors=stats.spool_errors,
+            dropped_records=stats.dropped_records + in_memory_only,
+            oversized_records=stats.oversized_records,
         )
 
     # -- sender thread -------------------------------------------------------------------
@@ -280,35 +333,45 @@ class Transport:
             self._send()
 
     def _settled(self) -> bool:
-        if self._inbox or self._accepted_points > self._packed_points:
+        if self._packing or self._inbox or self._accepted_points > self._packed_points:
             return False
         if not self._online:
             return True
-        return not (self._unsent or self._retry or self._spilled or self._in_flight or self._acks)
+        return not (
+            self._unsent
+            or self._held
+            or self._retry
+            or self._spilled
+            or self._in_flight
+            or self._acks
+            or self._refusals
+        )
 
     def _pending_records(self) -> int:
-        if self._spool is not None:
-            return sum(self._segment_unacked.values())
-        return len(self._unsent) + len(self._retry) + len(self._in_flight) + self._unspooled_drops
+        """Records kept (in the spool or in memory) and not acknowledged by Kafka yet."""
+        return sum(self._segment_unacked.values())
 
     # packing: inbox -> numbered records -> spool (+ memory queue while Kafka keeps up)
     def _pack(self) -> None:
-        inbox, packer = self._inbox, self._packer
-        limit = self._record_points
-        while inbox:
-            item = inbox.popleft()
-            if type(item) is tuple:
-                self._packed_points += len(item[3])
-                packer.add(item)
-                if len(packer.columns) >= limit:
+        self._packing = True  # what leaves the inbox is in no queue until packed: flush() must wait
+        try:
+            inbox, packer = self._inbox, self._packer
+            limit = self._record_points
+            while inbox:
+                item = inbox.popleft()
+                if type(item) is tuple:
+                    self._packed_points += len(item[3])
+                    packer.add(item)
+                    if len(packer.columns) >= limit:
+                        self._emit_points()
+                else:
                     self._emit_points()
-            else:
-                self._emit_points()
-                stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
-                self._emit(_TOPIC_OF[type(item)], stamped)
-        self._emit_points()
-        if self._spool is not None:
-            self._spool.flush()
+                    stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
+                    self._emit(_TOPIC_OF[type(item)], stamped)
+            self._emit_points()
+            self._flush_spool()
+        finally:
+            self._packing = False
 
     def _emit_points(self) -> None:
         columns = self._packer.take()
@@ -332,39 +395,119 @@ class Transport:
         )
 
     def _emit(self, topic: TopicCode, event: Event) -> None:
+        """Number, spool and queue one record; ``event`` carries the next sequence number already."""
+        payload = encode_event(event)
+        if len(payload) > self._max_record_bytes:
+            self._emit_parts(event, len(payload))
+            return
         seq = self._seq
         self._seq += 1
-        payload = encode_event(event)
-        segment = -1
-        if self._spool is not None:
+        pending = _Pending(seq, topic, payload, _NOT_SPOOLED)
+        spool = self._writable_spool()
+        if spool is not None:
             try:
-                segment, offset = self._spool.append(seq, topic, payload)
+                segment, offset = spool.append(seq, topic, pending.payload)
             except OSError as exc:
-                self._warn_once("spool-write", "spool write failed; records kept in memory only", exc)
-                self._spool = None
-                segment = -1
+                self._spool_failed(exc)
             else:
-                self._segment_unacked[segment] += 1
-                if self._online and (self._spilled is not None or not self._fits_in_memory(len(payload))):
-                    if self._spilled is None:
-                        self._warn_once_fields(
-                            "spill",
-                            "Kafka is behind; records wait in the spool on disk",
-                            spool=str(self._spool.directory),
-                        )
-                        self._spilled = SpoolCursor(self._spool.directory, segment, offset)
-                    return
+                pending.segment = segment
+                self._spooled(pending, offset)
+                if spool.pending_bytes >= _SPOOL_FLUSH_BYTES:
+                    self._flush_spool()
+                return
+        self._segment_unacked[_NOT_SPOOLED] += 1
+        self._keep_in_memory(pending)
+
+    def _emit_parts(self, event: Event, size: int) -> None:
+        """An event over ``max_record_bytes`` goes as several records, each with a sequence number of its own."""
+        parts = split_event(event, self._max_record_bytes, size)
+        if parts is None:
+            self._oversized_records += 1
+            self._warn_once_fields(
+                f"oversized:{type(event).__name__}",
+                "record too large for Kafka and nothing to cut it by; skipped",
+                event_type=type(event).__name__,
+                size=size,
+                max_record_bytes=self._max_record_bytes,
+            )
+            return
+        for part in parts:
+            self._emit(_TOPIC_OF[type(part)], msgspec.structs.replace(part, seq=self._seq))
+
+    def _spooled(self, pending: _Pending, offset: int) -> None:
+        """A record appended to the spool: it waits in memory for Kafka too, unless memory is full
+        (Kafka behind) or the run is offline; then the spool is where it is read back from."""
+        assert self._spool is not None
+        self._segment_unacked[pending.segment] += 1
+        in_memory = self._online and self._spilled is None and self._fits_in_memory(len(pending.payload))
+        self._unflushed.append((pending, in_memory))
+        if in_memory:
+            self._unsent.append(pending)
+            self._unsent_bytes += len(pending.payload)
+        elif self._online and self._spilled is None:
+            self._warn_once_fields(
+                "spill", "Kafka is behind; records wait in the spool on disk", spool=str(self._spool.directory)
+            )
+            self._spilled = SpoolCursor(self._spool.directory, pending.segment, offset)
+
+    def _keep_in_memory(self, pending: _Pending) -> None:
+        """A record the spool does not hold waits in memory for Kafka if the budget allows; else it is dropped.
+        A run's lifecycle events (start, updates, heartbeats, end: few and small) are always kept."""
         if not self._online:
-            if self._spool is None:
-                self._unspooled_drops += 1
-                self._warn_once_fields("drop-offline", "offline run without a spool; records dropped")
+            self._drop(pending, "drop-offline", "offline run and the spool cannot be written; records dropped")
+        elif pending.topic is not TopicCode.RUNS and not self._fits_in_memory(len(pending.payload)):
+            self._drop(pending, "drop", "the spool cannot be written and Kafka is behind; records dropped")
+        else:
+            (self._unsent if self._spilled is None else self._held).append(pending)
+            self._unsent_bytes += len(pending.payload)
+
+    def _drop(self, pending: _Pending, kind: str, message: str) -> None:
+        self._segment_unacked[pending.segment] -= 1
+        self._dropped_records += 1
+        self._warn_once_fields(kind, message)
+
+    # the spool's failures: the records it did not write stay in memory, and the disk is tried again later
+    def _writable_spool(self) -> SpoolWriter | None:
+        if self._spool is None:
+            return None
+        if self._spool_down:
+            # Back to the disk only once nothing waits there or in memory behind it, to keep records in order.
+            if time.monotonic() < self._spool_retry_at or self._spilled is not None or self._held:
+                return None
+            self._spool_down = False
+            self._spill_end_seq = None
+        return self._spool
+
+    def _flush_spool(self) -> None:
+        if self._spool is None or self._spool_down:
             return
-        if self._spool is None and not self._fits_in_memory(len(payload)):
-            self._unspooled_drops += 1
-            self._warn_once_fields("drop", "no spool and Kafka is behind; records dropped")
-            return
-        self._unsent.append(_Pending(seq, topic, payload, segment))
-        self._unsent_bytes += len(payload)
+        try:
+            self._spool.flush()
+        except OSError as exc:
+            self._spool_failed(exc)
+        else:
+            self._unflushed.clear()
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The spool wrote nothing after ``durable_seq``: such records still only on disk are kept in memory
+        (or dropped), and the spool is left alone for ``_SPOOL_RETRY_S``."""
+        assert self._spool is not None
+        self._spool_errors += 1
+        self._warn_once("spool-write", "spool write failed; records go on to Kafka from memory (max_unsent_bytes)", exc)
+        self._spool_down = True
+        self._spool_retry_at = time.monotonic() + _SPOOL_RETRY_S
+        durable = self._spool.durable_seq
+        if self._spilled is not None:
+            self._spill_end_seq = durable  # what the cursor finds beyond it is kept in memory now
+        for pending, in_memory in self._unflushed:
+            if pending.seq <= durable:
+                continue
+            self._segment_unacked[pending.segment] -= 1
+            self._segment_unacked[_NOT_SPOOLED] += 1
+            pending.segment = _NOT_SPOOLED
+            if not in_memory:  # (one in memory is in _unsent already: nothing is sent while packing)
+                self._keep_in_memory(pending)
+        self._unflushed.clear()
 
     def _fits_in_memory(self, size: int) -> bool:
         """Records waiting for Kafka and records in flight share one memory budget."""
@@ -383,13 +526,26 @@ class Transport:
                 self._in_flight_bytes -= len(pending.payload)
                 self._retry.append(pending)
                 self._back_off()
+        refused: list[_Pending] = []
+        current = False
+        while self._refusals:
+            send, generation = self._refusals.popleft()
+            pending = self._in_flight.pop(send, None)
+            if pending is not None:
+                self._in_flight_bytes -= len(pending.payload)
+                refused.append(pending)
+                current = current or generation == self._generation
+        if refused:
+            self._settle_refusals(refused, current)
         self._delete_acked_segments()
 
     def _delete_acked_segments(self) -> None:
         if self._spool is None:
             return
         current = self._spool.segment
-        done = [seg for seg, unacked in self._segment_unacked.items() if unacked <= 0 and seg != current]
+        done = [
+            seg for seg, unacked in self._segment_unacked.items() if unacked <= 0 and seg not in (current, _NOT_SPOOLED)
+        ]
         for segment in done:
             del self._segment_unacked[segment]
             try:
@@ -412,6 +568,9 @@ class Transport:
                     self._unsent_bytes -= len(pending.payload)
         while self._spilled is not None and not self._retry and self._in_flight_bytes < budget:
             records = self._spilled.read(_SEND_BATCH)
+            end = self._spill_end_seq
+            if end is not None and records and records[-1].seq > end:  # cut off by a failed spool write
+                records = [record for record in records if record.seq <= end]
             for i, record in enumerate(records):
                 pending = _Pending(record.seq, record.topic, record.payload, record.segment)
                 if not self._send_one(sender, pending):
@@ -421,30 +580,99 @@ class Transport:
                     return
             if len(records) < _SEND_BATCH:
                 self._spilled = None  # caught up with the writer: back to sending from memory
+                self._unsent.extend(self._held)  # what was kept in memory meanwhile comes next
+                self._held.clear()
                 log.info("spool replayed; sending from memory again", run_id=self._identity.run_id)
 
     def _send_one(self, sender: RecordSender, pending: _Pending) -> bool:
         try:
             future = sender.send(self._topic_names[pending.topic], value=pending.payload, key=self._key)
         except Exception as exc:
+            if too_large(exc):  # it would never go: the queue moves on without it
+                self._skip_oversized(pending)
+                self._warn_refused(exc)
+                return True
             self._warn_once("send", "Kafka send failed; records stay queued and spooled", exc)
             self._back_off()
             return False
-        self._in_flight[pending.seq] = pending
+        send = next(self._sends)
+        self._in_flight[send] = pending
         self._in_flight_bytes += len(pending.payload)
-        future.add_callback(self._delivered, pending.seq)
-        future.add_errback(self._failed, pending.seq)
+        future.add_callback(self._delivered, send)
+        future.add_errback(self._failed, send, self._generation)
         self._backoff_s = 0.0
         return True
 
-    def _delivered(self, seq: int, _metadata: Any) -> None:
-        self._acks.append(seq)  # on kafka-python's thread: deque appends are thread-safe
+    def _delivered(self, send: int, _metadata: Any) -> None:
+        self._acks.append(send)  # on kafka-python's thread: deque appends are thread-safe
 
-    def _failed(self, seq: int, exc: BaseException) -> None:
+    def _failed(self, send: int, generation: int, exc: BaseException) -> None:
+        if too_large(exc):
+            self._refusals.append((send, generation))  # settled on the sender thread
+            self._wake.set()
+            return
         self._failed_sends += 1
-        self._failures.append(seq)
+        self._failures.append(send)
         self._warn_once("delivery", "Kafka delivery failed; record will be sent again", exc)
         self._wake.set()
+
+    def _settle_refusals(self, refused: list[_Pending], by_current_producer: bool) -> None:
+        """Records the broker refused as too large: its ``message.max.bytes`` is below ``max_record_bytes``.
+
+        kafka-python's idempotent producer fails every later record with the same error once the broker
+        refuses one, so that producer is replaced, and records are cut to half the largest one refused from
+        then on (not below 64 KiB). Refused records over that are cut into parts sent under producer ids of
+        their own (as ``runstream sync`` does); the others, refused only because their producer had stopped,
+        are sent again. A record refused when records cannot be cut smaller, or with nothing to cut it by,
+        is skipped and counted as ``oversized_records``.
+        """
+        if by_current_producer:
+            largest = max(refused, key=lambda pending: len(pending.payload))
+            limit = max(_MIN_RECORD_BYTES, min(self._max_record_bytes, len(largest.payload) // 2))
+            if limit == self._max_record_bytes:  # no smaller cut left: this one cannot go
+                refused.remove(largest)
+                self._skip_oversized(largest)
+            self._max_record_bytes = limit
+            self._replace_sender()
+            self._warn_once_fields(
+                "too-large",
+                "Kafka refused a record as too large: its message.max.bytes is below RUNSTREAM_MAX_RECORD_BYTES; "
+                "records are cut smaller from now on",
+                max_record_bytes=limit,
+            )
+        again: list[_Pending] = []
+        for pending in refused:
+            if len(pending.payload) <= self._max_record_bytes:
+                self._failed_sends += 1
+                again.append(pending)
+                continue
+            parts = split_for_replay(decode_event(pending.payload), self._max_record_bytes, len(pending.payload))
+            if parts is None:
+                self._skip_oversized(pending)
+                continue
+            self._segment_unacked[pending.segment] += len(parts) - 1  # the segment goes once all parts are sent
+            again.extend(_Pending(pending.seq, pending.topic, encode_event(part), pending.segment) for part in parts)
+        self._retry.extendleft(reversed(again))  # before anything newer
+
+    def _skip_oversized(self, pending: _Pending) -> None:
+        self._segment_unacked[pending.segment] -= 1
+        self._oversized_records += 1
+
+    def _replace_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        self._generation += 1
+        if sender is not None:
+            try:
+                sender.close(timeout=1.0)
+            except Exception as exc:
+                self._warn_once("close-refused", "closing the Kafka producer that refused a record failed", exc)
+
+    def _warn_refused(self, exc: BaseException) -> None:
+        self._warn_once(
+            "too-large-send",
+            "Kafka's client refuses a record as larger than its max_request_size; skipped",
+            exc,
+        )
 
     def _back_off(self) -> None:
         self._backoff_s = min(max(self._backoff_s * 2, 0.5), _MAX_BACKOFF_S)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -16,14 +18,18 @@ from typing import Any, TypedDict, Unpack
 import msgspec
 
 from runstream import _environment, _runstate, _signals
-from runstream._distributed import Distributed, detect, shared_run_id
+from runstream._distributed import MAX_WORLD_SIZE, Distributed, detect, shared_run_id
+from runstream._entries import SummaryValue, check_params, check_summary, check_tags
 from runstream._flatten import flatten, param_text
 from runstream._kafka import RecordSender, kafka_sender
+from runstream._private import private_dir
 from runstream._transport import DeliveryReport, Identity, Transport
 from runstream.settings import Mode, Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import (
+    MAX_EPOCH_MS,
     MAX_NAME_LEN,
+    MAX_STEP,
     RUN_ID_PATTERN,
     HardwareBatch,
     Heartbeat,
@@ -35,6 +41,7 @@ from runstream_core.events import (
     control_character,
 )
 from runstream_core.log import WarnOnce, get_logger
+from runstream_core.team_names import team_name
 
 log = get_logger("runstream.run")
 
@@ -42,11 +49,10 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 # Values log() hands to the sender thread as they are; anything else is converted in the caller.
 _PLAIN = frozenset((float, int))
 
-SummaryValue = float | str
-
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Now, in the range a lifecycle event's time may take (a clock set before 1970 or after 2299 is clamped)."""
+    return min(max(time.time_ns() // 1_000_000, 0), MAX_EPOCH_MS)
 
 
 class RunOptions(TypedDict, total=False):
@@ -80,7 +86,9 @@ def init(project: str, team: str, **options: Unpack[RunOptions]) -> Run:
     ``init(project, team, *, name=None, group=None, tags=(), config=None, run_id=None, resume=False,
     mode=None, settings=None, distributed=None)``: the options are described in ``RunOptions``.
     In a distributed job every rank logs to one run; rank 0 owns its lifecycle (start, params, tags,
-    summary, end). Raises ``UsageError`` for bad arguments; nothing else raises.
+    summary, end). ``team`` is normalised (stripped, lowercased, spaces and dashes to underscores, with
+    one warning when that changed it) and must then be a team name (``runstream_core.team_names``).
+    Raises ``UsageError`` for bad arguments; nothing else raises.
     """
     run = Run(project=project, team=team, **options)
     _set_active(run)
@@ -93,9 +101,10 @@ class Summary(MutableMapping[str, SummaryValue]):
     Setting a key sends it; use ``update()`` to send several at once.
     """
 
-    def __init__(self, send: Callable[[dict[str, SummaryValue]], None]) -> None:
+    def __init__(self, send: Callable[[dict[Any, Any]], dict[str, SummaryValue]]) -> None:
         self._values: dict[str, SummaryValue] = {}
         self._send = send
+        """Checks and sends entries; returns those it took."""
 
     def __getitem__(self, key: str) -> SummaryValue:
         return self._values[key]
@@ -113,19 +122,22 @@ class Summary(MutableMapping[str, SummaryValue]):
         return len(self._values)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        accepted: dict[str, SummaryValue] = {}
-        for key, value in dict(other, **kwargs).items():
-            checked = _summary_value(value)
-            if not isinstance(key, str) or not key or checked is None:
-                log.warning("summary value must be a number or text under a string key; ignored", key=repr(key)[:64])
-                continue
-            accepted[key] = checked
-        self._values.update(accepted)
-        if accepted:
-            self._send(accepted)
+        self._values.update(self._send(dict(other, **kwargs)))
 
     def __repr__(self) -> str:
         return f"Summary({self._values!r})"
+
+
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` if it fits ``RUN_ID_PATTERN`` as a whole, else ``UsageError``: it names the run's directory
+    under ``runs_dir``, so ``.``, ``..``, a slash or a line break would put the run's files elsewhere."""
+    if not isinstance(run_id, str):
+        raise UsageError(f"run_id must be a string, got {run_id!r}")
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"run_id {run_id!r} must be 1-128 characters of letters, digits, '_', '.' and '-', and neither '.' nor '..'"
+        )
+    return run_id
 
 
 def _check_name(label: str, value: Any) -> None:
@@ -139,24 +151,27 @@ def _check_name(label: str, value: Any) -> None:
         raise UsageError(f"{label} {value!r} holds control character U+{ord(char):04X}; names cannot hold any")
 
 
+def _check_distributed(distributed: Distributed) -> Distributed:
+    if not 0 <= distributed.rank < distributed.world_size <= MAX_WORLD_SIZE:
+        raise UsageError(f"distributed: need 0 <= rank < world_size <= {MAX_WORLD_SIZE:,}, got {distributed}")
+    return distributed
+
+
+def _tag_pairs(tags: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+
+
 def _init_tags(tags: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """The tags given to ``init()`` as a mapping; one with a control character is a ``UsageError``."""
-    pairs = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
+    """The tags given to ``init()`` as a mapping; one the event schema would refuse is a ``UsageError``."""
+    pairs = _tag_pairs(tags)
     for key, value in pairs.items():
         if control_character(key + value) is not None:
             raise UsageError(f"tag {key!r}: {value!r} holds a control character; tags cannot hold any")
+    problems: list[str] = []
+    check_tags(pairs.items(), {}, lambda _kind, message, **fields: problems.append(f"{message} ({fields['key']})"))
+    if problems:
+        raise UsageError(f"tags: {problems[0]}")
     return pairs
-
-
-def _summary_value(value: Any) -> SummaryValue | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 class Run:
@@ -167,6 +182,7 @@ class Run:
     Step rule: ``log(..., step=None)`` uses the step after the last one logged (0 for the first call).
     An explicit step may repeat the current one (several keys at one step) but may not go back:
     points at a step lower than the last are rejected (counted as ``rejected_points``), with one warning.
+    Steps run from 0 to ``MAX_STEP`` (2**63 - 1); points at any other step are rejected alike.
     ``log()`` is meant to be called from one thread; calls from several threads are safe but then
     share one step counter.
     """
@@ -188,20 +204,20 @@ class Run:
         sender_factory: Callable[[Settings], RecordSender] = kafka_sender,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        for label, value in (("project", project), ("team", team)):
-            if not isinstance(value, str) or not value.strip():
-                raise UsageError(f"{label} must be a non-empty string, got {value!r}")
-        for label, given in (("project", project), ("team", team), ("name", name), ("group", group)):
+        if not isinstance(project, str) or not project.strip():
+            raise UsageError(f"project must be a non-empty string, got {project!r}")
+        for label, given in (("project", project), ("name", name), ("group", group)):
             if given is not None:
                 _check_name(label, given)
-        tag_map = _init_tags(tags)
         self._warn_once = WarnOnce(log)
+        team = self._team(team)
+        tag_map = _init_tags(tags)
         env = os.environ if environ is None else environ
         self.settings = settings = settings or Settings()
         self.mode: Mode = mode or settings.mode
         if self.mode not in ("online", "offline", "disabled"):
             raise UsageError(f"mode must be 'online', 'offline' or 'disabled', got {self.mode!r}")
-        self.distributed = distributed or detect(env)
+        self.distributed = _check_distributed(distributed or detect(env))
         self.run_id = self._choose_run_id(run_id, resume, team, project, env)
         self.owns_lifecycle = self.distributed.rank == 0
         self.dir = settings.runs_dir / self.run_id
@@ -221,12 +237,15 @@ class Run:
             started_at_ms=state.started_at_ms if state else _now_ms(),
             world_size=self.distributed.world_size,
         )
-        self.params = self._params(config or {})
+        self._rejected_entries = 0
+        self.params = self._params(config or {}, {})
         self.summary = Summary(self._send_summary)
         self._next_step = state.last_step + 1 if state else 0
         self._last_step = state.last_step if state else -1
         self._finish_lock = threading.Lock()
         self._finished = self.mode == "disabled"
+        self._in_forked_child = False
+        self._has_dir = False
         self.delivery: DeliveryReport | None = None
         self._transport: Transport | None = None
         self._sampler: Any = None
@@ -235,7 +254,7 @@ class Run:
         self._transport = Transport(
             settings,
             Identity(self.run_id, team, project, self.distributed.rank),
-            spool_dir=self.dir / "spool",
+            spool_dir=self._open_dir(),
             online=self.mode == "online",
             sender_factory=sender_factory,
             heartbeat=self._heartbeat,
@@ -247,14 +266,29 @@ class Run:
             self._transport.publish(RunStart(run=self.info, params=dict(self.params), resumed_at_ms=resumed_at))
         self._transport.start()
         self._start_sampler()
+        _runs.add(self)
         atexit.register(self._finish_at_exit)
         _signals.install_excepthook()
         if settings.handle_sigterm:
             _signals.on_sigterm(self._on_sigterm)
 
     # -- identity ------------------------------------------------------------------------
+    def _team(self, given: str) -> str:
+        """The team's name by the one rule (``runstream_core.team_names``); a change is warned about once."""
+        team = team_name(given)
+        if team != given:
+            self._warn_once(
+                "team-normalised",
+                "team name normalised: rows are stored and filtered under the normalised name",
+                given=given,
+                team=team,
+            )
+        return team
+
     def _choose_run_id(self, run_id: str | None, resume: bool, team: str, project: str, env: Mapping[str, str]) -> str:
-        chosen = run_id or self.settings.run_id
+        """The run's id: ``run_id``, else ``RUNSTREAM_RUN_ID`` (empty counts as unset), else the launcher's
+        shared id, else a new one. Every id but a new one goes through ``check_run_id``."""
+        chosen = run_id if run_id is not None else (self.settings.run_id or None)
         if chosen is None and self.distributed.is_distributed:
             chosen = shared_run_id(env, team, project)
             if chosen is None:
@@ -267,9 +301,7 @@ class Run:
             if resume:
                 raise UsageError("resume=True needs the run_id of the run to continue (or RUNSTREAM_RUN_ID)")
             return uuid.uuid4().hex
-        if not _RUN_ID.match(chosen):
-            raise UsageError(f"run_id {chosen!r} must be 1-128 characters of letters, digits, '_', '.', '-'")
-        return chosen
+        return check_run_id(chosen)
 
     @property
     def name(self) -> str:
@@ -301,8 +333,7 @@ class Run:
         (``rejected_points``, ``overflow_points``).
         """
         if self._finished:
-            if self.mode != "disabled":
-                self._warn_once("finished", "log() after finish() is ignored", run_id=self.run_id)
+            self._ignored("log()")
             return
         try:
             values = tuple(metrics.values())
@@ -323,15 +354,21 @@ class Run:
                 self._reject_points(len(keys))
                 return
             step = step.__index__()  # numpy integers
-        if step < self._last_step:
-            self._warn_once(
-                "step-back", "step went backwards; such points are rejected", step=step, last_step=self._last_step
-            )
-            self._reject_points(len(keys))
+        if not self._last_step <= step <= MAX_STEP or step < 0:
+            self._refuse_step(step, len(keys))
             return
         self._last_step = step
         self._next_step = step + 1
         self._offer_points(step, keys, values)
+
+    def _refuse_step(self, step: int, n: int) -> None:
+        if 0 <= step <= MAX_STEP:
+            self._warn_once(
+                "step-back", "step went backwards; such points are rejected", step=step, last_step=self._last_step
+            )
+        else:
+            self._warn_once("step-range", f"step must be 0 to {MAX_STEP}; points rejected", step=step)
+        self._reject_points(n)
 
     def _reject_points(self, n: int) -> None:
         assert self._transport is not None
@@ -351,42 +388,53 @@ class Run:
         if not isinstance(params, Mapping):
             self._warn_once("params-type", "log_params() takes a mapping", got=type(params).__name__)
             return
-        new = self._params(params)
-        self.params.update(new)
-        self._publish_update(params=new)
+        new = self._params(params, self.params)
+        if new:
+            self.params.update(new)
+            self._publish_update(params=new)
 
     def set_tags(self, tags: Sequence[str] | Mapping[str, str]) -> None:
         """Add tags: labels (``["best"]``) or key/value pairs (``{"stage": "finetune"}``)."""
         if not self._lifecycle_call("set_tags"):
             return
-        new = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {str(t): "" for t in tags}
-        for key, value in list(new.items()):
-            if control_character(key + value) is not None:
-                del new[key]
-                self._warn_once(f"tag-control:{key}", "tag holds a control character; ignored", tag=repr(key)[:64])
-        self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
-        self._publish_update()
+        new, refused = check_tags(_tag_pairs(tags).items(), self.info.tags, self._warn_once)
+        self._rejected_entries += refused
+        if new:
+            self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
+            self._publish_update()
 
-    def _params(self, config: Mapping[str, Any]) -> dict[str, str]:
-        """Flattened params as text; a key with a control character is dropped with one warning."""
-        params = {}
-        for key, value in flatten(config, "."):
-            if control_character(key) is not None:
-                self._warn_once(
-                    f"param-control:{key}", "param key holds a control character; ignored", key=repr(key)[:64]
-                )
-                continue
-            params[key] = param_text(value)
+    def _params(self, config: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, str]:
+        """Flattened params as text, those the event schema would refuse left out (counted, warned once per kind)."""
+        entries = ((key, param_text(value)) for key, value in flatten(config, "."))
+        params, refused = check_params(entries, held, self._warn_once)
+        self._rejected_entries += refused
         return params
 
-    def _send_summary(self, values: dict[str, SummaryValue]) -> None:
-        if self._lifecycle_call("summary"):
-            self._publish_update(summary=values)
+    def _send_summary(self, values: dict[Any, Any]) -> dict[str, SummaryValue]:
+        if not self._lifecycle_call("summary"):
+            return {}
+        kept, refused = check_summary(values.items(), self.summary, self._warn_once)
+        self._rejected_entries += refused
+        if kept:
+            self._publish_update(summary=kept)
+        return kept
+
+    def _ignored(self, what: str) -> None:
+        """Warn once that ``what`` does nothing: the run is finished, or this process is a fork of its own."""
+        if self._in_forked_child:
+            self._warn_once(
+                "forked",
+                "this process is a fork of the one that started the run (e.g. a DataLoader worker): the run is "
+                "off here and its calls do nothing; call runstream.init() in this process for a run of its own",
+                run_id=self.run_id,
+                pid=os.getpid(),
+            )
+        elif self.mode != "disabled":
+            self._warn_once(f"{what}-finished", f"{what} after finish() is ignored", run_id=self.run_id)
 
     def _lifecycle_call(self, what: str) -> bool:
         if self._finished:
-            if self.mode != "disabled":
-                self._warn_once(f"{what}-finished", f"{what} after finish() is ignored", run_id=self.run_id)
+            self._ignored(what)
             return False
         if not self.owns_lifecycle:
             self._warn_once(
@@ -430,9 +478,8 @@ class Run:
                     RunEnd(run=self.info, status=final, ended_at_ms=_now_ms(), step=self._last_step)
                 )
                 self._save_state(final)
-            self.delivery = report = self._transport.close(
-                self.settings.finish_timeout_s if timeout is None else timeout
-            )
+            report = self._transport.close(self.settings.finish_timeout_s if timeout is None else timeout)
+            self.delivery = report = dataclasses.replace(report, rejected_entries=self._rejected_entries)
             if self.mode == "offline":
                 log.info("offline run saved; send it with `runstream sync`", run_id=self.run_id, path=str(self.dir))
             elif report.pending_records:
@@ -444,6 +491,13 @@ class Run:
                 )
             if report.overflow_points:
                 log.warning("points were refused: the buffer was full", overflow_points=report.overflow_points)
+            if report.dropped_records:
+                log.warning(
+                    "records were lost: the spool could not be written and Kafka did not take them in time",
+                    run_id=self.run_id,
+                    dropped_records=report.dropped_records,
+                    spool_errors=report.spool_errors,
+                )
             atexit.unregister(self._finish_at_exit)
             _signals.forget(self._on_sigterm)
             _clear_active(self)
@@ -466,6 +520,19 @@ class Run:
         return f"Run(team={self.info.team!r}, project={self.info.project!r}, name={self.name!r}, id={self.run_id!r})"
 
     # -- internals -----------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """This process was forked from the run's (a DataLoader worker, say): the run is the parent's. Here it
+        is off: its calls do nothing (one warning), no thread sends for it, and neither the child's SIGTERM nor
+        its exit ends it. The parent's run is unaffected."""
+        self._in_forked_child = True
+        self._finished = True
+        self._warn_once = WarnOnce(log)  # its lock may have been held by a thread the fork left behind
+        self._finish_lock = threading.Lock()
+        self._sampler = None
+        if self.delivery is None:
+            self.delivery = DeliveryReport(pending_records=0, overflow_points=0, rejected_points=0, failed_sends=0)
+        atexit.unregister(self._finish_at_exit)
+
     def _finish_at_exit(self) -> None:
         self.finish(RunStatus.FAILED if _signals.uncaught_exception_seen() else RunStatus.FINISHED)
 
@@ -478,7 +545,34 @@ class Run:
             self._save_state(RunStatus.RUNNING)
         return Heartbeat(rank=self.distributed.rank, run=self.info, ts_ms=_now_ms(), step=self._last_step)
 
+    def _open_dir(self) -> Path | None:
+        """Create (or tighten) the runs directory, the run's and its spool's, each 0700; returns the spool's.
+
+        None, with one warning, when they cannot be created: the run then keeps its records in memory only.
+        """
+        spool = self.dir / "spool"
+        try:
+            private = [private_dir(path) for path in (self.settings.runs_dir, self.dir, spool)]
+        except OSError as exc:
+            self._warn_once(
+                "run-dir",
+                "cannot create the run's directory: records are kept in memory only, no state file is written",
+                error=repr(exc),
+                path=str(self.dir),
+            )
+            return None
+        self._has_dir = True
+        if not all(private):
+            self._warn_once(
+                "run-dir-mode",
+                "the run's directory belongs to another user and could not be made private",
+                path=str(self.dir),
+            )
+        return spool
+
     def _save_state(self, status: RunStatus) -> None:
+        if not self._has_dir:
+            return
         info = self.info
         try:
             _runstate.save(
@@ -526,6 +620,9 @@ class Run:
     def _emit_hardware(self, sample: Any) -> None:
         if self._transport is None or not sample.keys:
             return
+        if not 0 <= sample.ts_ms <= MAX_EPOCH_MS:
+            self._warn_once("hardware-clock", "the clock is out of range; hardware sample dropped", ts_ms=sample.ts_ms)
+            return
         info, rank = self.info, self.distributed.rank
         n = len(sample.keys)
         self._transport.publish(
@@ -544,6 +641,19 @@ class Run:
             )
         )
 
+
+# -- forked children: every run of the parent is off in the child --------------------------------
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+"""Runs with a transport (not disabled), finished or not."""
+
+
+def _after_fork_in_child() -> None:
+    for run in list(_runs):
+        run._after_fork_in_child()
+    _signals.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # -- the active run, for the module-level shortcuts -------------------------------------------
 _active: list[Run] = []

@@ -31,6 +31,11 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     max_points_per_record: int = Field(default=4096, ge=1, le=100_000)
     """Metric points packed into one Kafka record (RUNSTREAM_MAX_POINTS_PER_RECORD)."""
 
+    max_record_bytes: int = Field(default=900 * 1024, ge=64 * 1024)
+    """Largest Kafka record the SDK sends (encoded bytes); bigger ones are split. Kafka refuses records over
+    the broker's ``message.max.bytes`` (1 MiB by default, with its own overhead): raise this only with it
+    (RUNSTREAM_MAX_RECORD_BYTES)."""
+
     max_buffered_points: int = Field(default=2_000_000, ge=1000)
     """Bound on points held in SDK memory; beyond it points are refused and counted as
     ``overflow_points`` in the report ``finish()`` returns (RUNSTREAM_MAX_BUFFERED_POINTS)."""

@@ -107,6 +107,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         f"sent {report.sent_records} record(s) from {report.producers} spool(s); "
         f"{report.skipped} already synced"
         + (f"; {report.corrupt_segments} torn segment tail(s)" if report.corrupt_segments else "")
+        + (f"; {report.split_records} too large for one Kafka record, sent in parts" if report.split_records else "")
+        + (f"; {report.oversized_records} too large for Kafka, skipped" if report.oversized_records else "")
     )
     for failed in report.failed:
         print(f"not acknowledged by Kafka, run sync again: {failed}", file=sys.stderr)

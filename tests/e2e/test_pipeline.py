@@ -100,8 +100,8 @@ def test_three_runs_arrive_exactly_once_with_params_and_status(
             "SELECT run_id, team, project, name, status, ended_at FROM runs FINAL"
         ).result_rows
     }
-    assert statuses == {
-        r: (f"team-{i % 2}", "e2e", f"run-{i}", "failed" if i == 2 else "finished", True) for r, i in index_of.items()
+    assert statuses == {  # logged as team-0 and team-1: stored under the team names the rule makes of them
+        r: (f"team_{i % 2}", "e2e", f"run-{i}", "failed" if i == 2 else "finished", True) for r, i in index_of.items()
     }
 
 

@@ -1,7 +1,9 @@
-"""A stand-in for kafka-python's producer (the boundary), recording what the SDK sends."""
+"""Stand-ins at the SDK's boundaries: kafka-python's producer (recording what it is sent) and a disk that fills."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -99,3 +101,17 @@ class BlockedSender(FakeSender):
         self.entered.set()
         self.release.wait()
         return super().send(topic, value, key)
+
+
+class DiskFillsUp:
+    """``os.write`` on a disk with ``room`` bytes left: what fits is written, then ENOSPC."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), self.room)
+        self.room -= n
+        return os.write(fd, bytes(data[:n]))

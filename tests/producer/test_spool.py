@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from runstream import _spool as spool_module
 from runstream._spool import ReadStats, SpoolCursor, SpoolWriter, read_spool, segment_paths
 from runstream_core.topics import TopicCode
+from tests.producer.fixtures import DiskFillsUp
 
 
 def write(directory: Path, count: int, segment_bytes: int = 1 << 20) -> SpoolWriter:
@@ -72,3 +76,45 @@ def test_deleting_acknowledged_segments_keeps_the_open_one(tmp_path: Path) -> No
     assert not first.exists() and last.exists()
     writer.close(remove=True)
     assert not tmp_path.exists()
+
+
+def test_a_failed_write_is_cut_back_to_whole_frames_and_the_next_append_starts_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SpoolWriter(tmp_path, 1 << 20)
+    for seq in range(10):
+        writer.append(seq, TopicCode.METRICS, b"x" * 100)
+    writer.flush()
+    assert writer.durable_seq == 9
+    (first,) = segment_paths(tmp_path)
+    size = first.stat().st_size
+    disk = DiskFillsUp(room=250)  # two frames and a half
+    monkeypatch.setattr(spool_module, "_write", disk)
+    for seq in range(10, 15):
+        writer.append(seq, TopicCode.METRICS, b"y" * 100)
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert disk.room == 0  # the half frame was written, then cut off again
+    assert first.stat().st_size == size
+    assert writer.durable_seq == 9 and writer.pending_bytes == 0
+    stats = ReadStats()
+    assert [r.seq for r in read_spool(tmp_path, stats)] == list(range(10))
+    assert stats.corrupt_segments == 0
+
+    disk.room = 1 << 20  # room again
+    assert writer.append(15, TopicCode.METRICS, b"z" * 100) == (15, 0)
+    writer.flush()
+    writer.close()
+    assert [int(p.stem) for p in segment_paths(tmp_path)] == [0, 15]
+    assert [r.seq for r in read_spool(tmp_path)] == [*range(10), 15]
+
+
+def test_a_segment_that_got_nothing_before_the_disk_filled_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "_write", DiskFillsUp(room=0))
+    writer = SpoolWriter(tmp_path, 1 << 20)
+    writer.append(0, TopicCode.RUNS, b"start")
+    with pytest.raises(OSError):
+        writer.flush()
+    assert segment_paths(tmp_path) == [] and writer.durable_seq == -1

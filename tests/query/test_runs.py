@@ -85,6 +85,12 @@ def test_no_match_gives_an_empty_frame_with_the_base_columns(seeded: Seeded) -> 
     assert list(table.columns) == BASE
 
 
+def test_a_team_filter_follows_the_sdks_team_name_rule(seeded: Seeded) -> None:
+    as_typed = query.runs(team=" Vision ", settings=seeded.settings)
+    assert list(as_typed["run_id"]) == list(query.runs(team="vision", settings=seeded.settings)["run_id"])
+    assert len(as_typed) == len(seeded.facts.of_team("vision")) > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -96,6 +102,7 @@ def test_no_match_gives_an_empty_frame_with_the_base_columns(seeded: Seeded) -> 
         ({"where": "  "}, "where is empty"),
         ({"params": {"": "x"}}, "params keys must be non-empty strings"),
         ({"where": "user = {rs_team:String}", "parameters": {"rs_team": "ada"}}, "may not start with 'rs_'"),
+        ({"team": "vision!"}, "team 'vision!' is not a team name: a team name is lowercase letters"),
     ],
 )
 def test_bad_input_is_a_clear_error(seeded: Seeded, kwargs: dict[str, object], message: str) -> None:

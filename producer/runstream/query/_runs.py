@@ -9,6 +9,7 @@ from runstream._flatten import param_text
 from runstream.query._deps import pandas
 from runstream.query._frames import utc_times
 from runstream_core.errors import UsageError
+from runstream_core.team_names import team_name
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -47,7 +48,7 @@ def build_query(
     conditions = []
     if team is not None:
         conditions.append("team = {rs_team:String}")
-        bound["rs_team"] = team
+        bound["rs_team"] = team_name(team)  # "Vision" finds the runs logged as team="Vision": stored as "vision"
     if project is not None:
         conditions.append("project = {rs_project:String}")
         bound["rs_project"] = project
