@@ -224,7 +224,11 @@ def test_column_changes_follow_on_the_distributed_tables_and_indexes_stay_local(
     alters = [formatted(client, s) for _, ss in todo.steps for s in ss if s.startswith("ALTER")]
     indexes = [a for a in alters if "ADD INDEX" in a]
     assert indexes == [
-        "ALTER TABLE metrics_local ON CLUSTER runstream\n    (ADD INDEX IF NOT EXISTS idx_seq seq TYPE minmax GRANULARITY 1)"
+        "ALTER TABLE metrics_local ON CLUSTER runstream\n    (ADD INDEX IF NOT EXISTS idx_seq seq TYPE minmax GRANULARITY 1)",
+        "ALTER TABLE metrics_local ON CLUSTER runstream\n"
+        "    (ADD INDEX IF NOT EXISTS idx_insert_token insert_token TYPE set(64) GRANULARITY 1)",
+        "ALTER TABLE hardware_local ON CLUSTER runstream\n"
+        "    (ADD INDEX IF NOT EXISTS idx_insert_token insert_token TYPE set(64) GRANULARITY 1)",
     ]
     columns = [a for a in alters if "ADD COLUMN" in a]
     assert len(columns) >= 12  # 0002 and 0003 add 6 columns, each on the local and the Distributed table
@@ -232,6 +236,21 @@ def test_column_changes_follow_on_the_distributed_tables_and_indexes_stay_local(
         table = re.match(r"ALTER TABLE (\w+)_local ON CLUSTER", local)
         assert table is not None
         assert distributed == local.replace(f"{table[1]}_local ON", f"{table[1]} ON", 1)
+
+
+def test_the_insert_token_column_is_on_the_local_and_the_distributed_tables(client: Client) -> None:
+    """0006: the token is read back through the Distributed table (the worker's repair), and an insert
+    through it carries its deduplication token to the shard, where the local column stores it."""
+    (migration, statements) = cluster_plan().steps[5]
+    assert migration.label == "0006_insert_tokens"
+    texts = [formatted(client, s) for s in statements]
+    column = "(ADD COLUMN IF NOT EXISTS `insert_token` LowCardinality(String) MATERIALIZED getSetting('insert_deduplication_token'))"
+    index = "(ADD INDEX IF NOT EXISTS idx_insert_token insert_token TYPE set(64) GRANULARITY 1)"
+    assert texts == [
+        f"ALTER TABLE {table} ON CLUSTER runstream\n    {command}"
+        for raw in ("metrics", "hardware")
+        for table, command in ((f"{raw}_local", column), (raw, column), (f"{raw}_local", index))
+    ]
 
 
 def test_raw_retention_changes_the_local_tables_on_every_shard(client: Client) -> None:
