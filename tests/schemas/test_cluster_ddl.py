@@ -224,7 +224,8 @@ def test_column_changes_follow_on_the_distributed_tables_and_indexes_stay_local(
     alters = [formatted(client, s) for _, ss in todo.steps for s in ss if s.startswith("ALTER")]
     indexes = [a for a in alters if "ADD INDEX" in a]
     assert indexes == [
-        "ALTER TABLE metrics_local ON CLUSTER runstream\n    (ADD INDEX IF NOT EXISTS idx_seq seq TYPE minmax GRANULARITY 1)",
+        "ALTER TABLE metrics_local ON CLUSTER runstream\n"
+        "    (ADD INDEX IF NOT EXISTS idx_seq seq TYPE minmax GRANULARITY 1)",
         "ALTER TABLE metrics_local ON CLUSTER runstream\n"
         "    (ADD INDEX IF NOT EXISTS idx_insert_token insert_token TYPE set(64) GRANULARITY 1)",
         "ALTER TABLE hardware_local ON CLUSTER runstream\n"
@@ -244,7 +245,10 @@ def test_the_insert_token_column_is_on_the_local_and_the_distributed_tables(clie
     (migration, statements) = cluster_plan().steps[5]
     assert migration.label == "0006_insert_tokens"
     texts = [formatted(client, s) for s in statements]
-    column = "(ADD COLUMN IF NOT EXISTS `insert_token` LowCardinality(String) MATERIALIZED getSetting('insert_deduplication_token'))"
+    column = (
+        "(ADD COLUMN IF NOT EXISTS `insert_token` LowCardinality(String) "
+        "MATERIALIZED getSetting('insert_deduplication_token'))"
+    )
     index = "(ADD INDEX IF NOT EXISTS idx_insert_token insert_token TYPE set(64) GRANULARITY 1)"
     assert texts == [
         f"ALTER TABLE {table} ON CLUSTER runstream\n    {command}"
@@ -312,7 +316,8 @@ SELECT team, project, run_id, concat('ended ', status) AS note, updated_at AS no
 FROM runs
 WHERE status != 'running';
 
-ALTER TABLE run_notes ADD COLUMN IF NOT EXISTS author String DEFAULT '', ADD INDEX IF NOT EXISTS idx_note note TYPE bloom_filter GRANULARITY 4;
+ALTER TABLE run_notes ADD COLUMN IF NOT EXISTS author String DEFAULT '',
+    ADD INDEX IF NOT EXISTS idx_note note TYPE bloom_filter GRANULARITY 4;
 """
 
 
@@ -353,11 +358,13 @@ def cluster_plan_with(*extra: Migration) -> MigrationPlan:
         ),
         ("CREATE TABLE IF NOT EXISTS copy AS runs;", "list its columns"),
         (
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS inner_mv ENGINE = MergeTree ORDER BY team AS SELECT team FROM runs;",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS inner_mv ENGINE = MergeTree ORDER BY team "
+            "AS SELECT team FROM runs;",
             "must write TO a table of the migrations",
         ),
         (
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS odd_mv TO run_latest AS SELECT team, project, run_id FROM run_table;",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS odd_mv TO run_latest "
+            "AS SELECT team, project, run_id FROM run_table;",
             "reads run_table, which is not a table of the migrations",
         ),
         ("ALTER TABLE run_table MODIFY QUERY SELECT 1;", "only tables created by the migrations"),
@@ -382,7 +389,8 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS tricky_mv TO metric_summary AS
 SELECT m.team AS team, m.project AS project, m.run_id AS run_id, 'FROM metrics JOIN runs' AS key, /* FROM params */
        count() AS points, min(extract(DAY FROM runs)) AS min_value, max(`metrics`.value) AS max_value
 FROM `metrics` AS m
-INNER JOIN (SELECT team, project, run_id FROM runs FINAL WHERE name != 'FROM summary') AS r USING (team, project, run_id)
+INNER JOIN (SELECT team, project, run_id FROM runs FINAL WHERE name != 'FROM summary') AS r
+    USING (team, project, run_id)
 LEFT ARRAY JOIN [1, 2] AS params
 WHERE m.key IN (SELECT key FROM params WHERE value = '\\' FROM hardware') AND trim(BOTH ' ' FROM m.key) != ''
 GROUP BY team, project, run_id, key
