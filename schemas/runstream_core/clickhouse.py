@@ -22,7 +22,8 @@ def check_cluster_target(settings: ClickHouseSettings) -> None:
     if settings.clickhouse_cluster and settings.target.embedded:
         raise UsageError(
             f"the cluster {settings.clickhouse_cluster} needs ClickHouse servers (http(s)://host:8123), not "
-            f"the embedded store {settings.clickhouse_url}, which is one node: unset RUNSTREAM_CLICKHOUSE_CLUSTER"
+            f"the embedded store {settings.clickhouse_url}, which is one node: unset RUNSTREAM_CLICKHOUSE_CLUSTER "
+            "(or leave out --cluster)"
         )
 
 
