@@ -86,12 +86,12 @@ class ClusterSchema:
     def translate(self, statement: str) -> list[str]:
         """The statements that do on the cluster what ``statement`` does on one node."""
         tokens = tokenize(statement)
-        words = [tokens[i].text.upper() for i in meaningful(tokens)][:3]
+        words = [tokens[i].text.upper() for i in meaningful(tokens)][:4]
         if words[:2] == ["CREATE", "TABLE"]:
             return self._create_table(tokens)
         if words[:3] == ["CREATE", "MATERIALIZED", "VIEW"]:
             return [self._create_materialized_view(tokens)]
-        if words[:2] == ["CREATE", "VIEW"] or words[:3] == ["CREATE", "OR", "REPLACE"]:
+        if words[:2] == ["CREATE", "VIEW"] or words == ["CREATE", "OR", "REPLACE", "VIEW"]:
             return [self._create_view(tokens)]
         if words[:2] == ["ALTER", "TABLE"]:
             return self._alter_table(tokens)
@@ -100,7 +100,7 @@ class ClusterSchema:
         if words[:1] == ["DROP"] and words[1:2] in (["TABLE"], ["VIEW"]):
             return self._drop(tokens)
         raise ClusterFormError(
-            f"no cluster form for a statement starting {' '.join(words)!r}: runstream_core/cluster_ddl.py "
+            f"no cluster form for a statement starting {' '.join(words[:3])!r}: runstream_core/cluster_ddl.py "
             "translates CREATE TABLE, CREATE [MATERIALIZED] VIEW, ALTER TABLE, INSERT and DROP; teach it this "
             "form (with a test) or write the migration with those"
         )

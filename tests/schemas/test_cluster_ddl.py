@@ -369,6 +369,11 @@ def cluster_plan_with(*extra: Migration) -> MigrationPlan:
         ),
         ("ALTER TABLE run_table MODIFY QUERY SELECT 1;", "only tables created by the migrations"),
         ("RENAME TABLE runs TO runs_old;", "no cluster form for a statement starting 'RENAME TABLE RUNS'"),
+        (
+            "CREATE OR REPLACE TABLE scratch (team String, project String, run_id String) "
+            "ENGINE = MergeTree ORDER BY team;",
+            "no cluster form for a statement starting 'CREATE OR REPLACE'",
+        ),
         ("OPTIMIZE TABLE metrics FINAL;", "no cluster form for a statement starting 'OPTIMIZE TABLE METRICS'"),
         (
             "CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(NULL()) LAYOUT(FLAT()) LIFETIME(0);",
