@@ -30,3 +30,49 @@ def test_the_query_benchmark_prints_its_figures(tmp_path: Path) -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["run_table_rows"] == 34 and figures["overlay_points"] > 0
     assert figures["run_table_ms"] > 0 and figures["endpoint_run_table_ms"] > 0
+
+
+def test_the_storage_benchmark_measures_the_metrics_table(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "storage.py"), "--points", "50000", "--runs", "4"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["points"] == 50000 and figures["points_per_record"] == 250
+    assert 0 < figures["compressed_bytes_per_point_merged"] < figures["uncompressed_bytes_per_point"]
+    assert figures["compression_ratio_merged"] == pytest.approx(
+        figures["uncompressed_bytes_per_point"] / figures["compressed_bytes_per_point_merged"], rel=0.01
+    )
+    # Per-column sizes are known for wide parts only (50,000 points make one compact part).
+    assert set(figures["column_bytes_per_point"]) >= {"team", "project", "run_id", "key", "step", "ts", "value"}
+    assert 0 < figures["wire_lz4_bytes_per_point"] < figures["wire_bytes_per_point"]
+    assert set(figures["rollup_disk_bytes_per_point"]) == {
+        "metric_summary", "metric_buckets", "run_latest", "ingested_records"
+    }  # fmt: skip
+
+
+def test_the_capacity_arithmetic_of_the_scaling_notes() -> None:
+    """docs/scaling.md's worked example is what bench/capacity.py computes from the figures it quotes."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import capacity
+    finally:
+        sys.path.remove(str(BENCH))
+    sizing = capacity.plan(capacity.Workload(), capacity.Figures(), capacity.Assumptions())
+    assert sizing["points_per_s"] == 500_000
+    assert sizing["worker_processes"] == 3  # 500,000 / (361,000 x 0.5), rounded up
+    assert sizing["kafka_bytes_per_s"] == pytest.approx(4.29e6)
+    assert sizing["kafka_partitions"] == 12
+    assert sizing["raw_disk_bytes"] == pytest.approx(500_000 * 86_400 * 30 * 5.75)
+    assert sizing["clickhouse_shards"] == 5 and sizing["clickhouse_servers"] == 10
+    notes = (BENCH.parent / "docs" / "scaling.md").read_text()
+    for figure in ("361,000", "5.75", "1.81", "8.58", "248,000"):
+        assert figure in notes, figure
+    for line in (
+        "| worker processes (one core each) | 3 |",
+        "| Kafka partitions (metrics topic) | 12 |",
+        "| ClickHouse shards (disk / inserts) | 5 / 1 |",
+        "| ClickHouse servers (x2 replicas) | 10 |",
+    ):
+        assert line in notes, line

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from runstream_worker.migrate import load_migrations
+from tests.fixtures.cluster import cluster_plan
 
 
 def runstream(
@@ -31,6 +32,32 @@ def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
     assert first.stdout.strip() == f"applied {len(load_migrations())} migration(s)"
     second = runstream("migrate", env=env)
     assert second.stdout.strip() == "schema is up to date"
+
+
+def test_migrate_dry_run_prints_the_cluster_form_and_touches_nothing(tmp_path: Path) -> None:
+    env = {"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}", "RUNSTREAM_CLICKHOUSE_RAW_TTL_DAYS": "30"}
+    result = runstream("migrate", "--cluster", "runstream", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cluster_plan().script(30)
+    assert "ON CLUSTER `runstream`" in result.stdout and "ENGINE = Distributed('runstream'" in result.stdout
+    assert not (tmp_path / "db").exists()
+    # The setting names the cluster as --cluster does.
+    by_setting = runstream("migrate", "--dry-run", env={**env, "RUNSTREAM_CLICKHOUSE_CLUSTER": "runstream"})
+    assert by_setting.stdout == result.stdout
+
+
+def test_migrate_refuses_a_hostile_cluster_name_and_a_cluster_on_the_embedded_store(tmp_path: Path) -> None:
+    env = {"RUNSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'db'}"}
+    hostile = runstream("migrate", "--cluster", "x` ; DROP TABLE runs; --", "--dry-run", env=env)
+    assert hostile.returncode == 1
+    assert hostile.stdout == ""
+    assert "runstream: unsafe cluster name 'x` ; DROP TABLE runs; --'" in hostile.stderr
+    by_setting = runstream("migrate", env={**env, "RUNSTREAM_CLICKHOUSE_CLUSTER": "it's"})
+    assert by_setting.returncode != 0 and "unsafe cluster name" in by_setting.stderr
+    embedded = runstream("migrate", "--cluster", "runstream", env=env)
+    assert embedded.returncode == 1
+    assert "the cluster runstream needs ClickHouse servers" in embedded.stderr
+    assert not (tmp_path / "db").exists()
 
 
 def test_worker_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:

@@ -12,10 +12,17 @@ from runstream_core.settings import LoggingSettings
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from runstream_worker.migrate import migrate
+    from runstream_core.cluster import check_cluster_name
+    from runstream_worker.migrate import migrate, plan
     from runstream_worker.settings import WorkerSettings
 
-    applied = migrate(WorkerSettings())
+    settings = WorkerSettings()
+    if args.cluster is not None:
+        settings = settings.model_copy(update={"clickhouse_cluster": check_cluster_name(args.cluster)})
+    if args.dry_run:
+        print(plan(settings).script(settings.clickhouse_raw_ttl_days), end="")
+        return 0
+    applied = migrate(settings)
     print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
     return 0
 
@@ -160,7 +167,19 @@ def _cmd_teams_sync(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)").set_defaults(func=_cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
+    migrate.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="apply the cluster form on the servers' cluster NAME: ON CLUSTER, replicated local tables, "
+        "Distributed tables of the usual names (default: RUNSTREAM_CLICKHOUSE_CLUSTER; docs/scaling.md)",
+    )
+    migrate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every statement, in order, without connecting to ClickHouse or changing anything",
+    )
+    migrate.set_defaults(func=_cmd_migrate)
     worker = sub.add_parser("worker", help="run the stream worker (Kafka -> ClickHouse) until SIGTERM")
     worker.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     worker.set_defaults(func=_cmd_worker)

@@ -10,10 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runstream_core.credentials import client_credentials
+from runstream_core.errors import UsageError
 from runstream_core.settings import ClickHouseSettings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+
+def check_cluster_target(settings: ClickHouseSettings) -> None:
+    """:class:`UsageError` when a cluster is named for the embedded store, which is one node."""
+    if settings.clickhouse_cluster and settings.target.embedded:
+        raise UsageError(
+            f"the cluster {settings.clickhouse_cluster} needs ClickHouse servers (http(s)://host:8123), not "
+            f"the embedded store {settings.clickhouse_url}, which is one node: unset RUNSTREAM_CLICKHOUSE_CLUSTER "
+            "(or leave out --cluster)"
+        )
 
 
 def connect(settings: ClickHouseSettings, *, with_database: bool = True, **kwargs: Any) -> Client:
@@ -21,6 +32,12 @@ def connect(settings: ClickHouseSettings, *, with_database: bool = True, **kwarg
     import clickhouse_connect
 
     database = settings.clickhouse_database if with_database else None
+    check_cluster_target(settings)
+    if settings.clickhouse_cluster:
+        # An insert into a Distributed table returns once the shards stored it, not once it is queued on
+        # this server: the worker commits Kafka offsets after an insert returns, and its replay check
+        # and deduplication tokens need the rows on their shards.
+        kwargs["settings"] = {"distributed_foreground_insert": 1, **kwargs.get("settings", {})}
     if settings.target.embedded:
         return clickhouse_connect.get_client(dsn=settings.target.url, database=database, **kwargs)
     username, password = client_credentials(settings)

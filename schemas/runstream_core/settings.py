@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runstream_core.clickhouse_target import ClickHouseTarget
+from runstream_core.cluster import check_cluster_name
 from runstream_core.topics import Topics
 
 
@@ -115,6 +116,12 @@ class ClickHouseSettings(SettingsBase):
     clickhouse_database: str = Field(default="runstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Database holding runstream's tables (RUNSTREAM_CLICKHOUSE_DATABASE)."""
 
+    clickhouse_cluster: str = ""
+    """Name of the ClickHouse cluster (in the servers' ``<remote_servers>``) runstream's tables are spread
+    over; empty: one server. Set, migrations create replicated local tables on every shard under
+    Distributed tables of the usual names, team access statements run ``ON CLUSTER``, and inserts wait
+    for the shards (RUNSTREAM_CLICKHOUSE_CLUSTER; ``runstream migrate --cluster``, docs/scaling.md)."""
+
     clickhouse_user: str = "default"
     """ClickHouse user for server DSNs (RUNSTREAM_CLICKHOUSE_USER)."""
 
@@ -149,6 +156,11 @@ class ClickHouseSettings(SettingsBase):
     def _parsable(cls, value: str) -> str:
         ClickHouseTarget.parse(value)  # raises ValueError, which names the field
         return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        return check_cluster_name(value) if value else value  # UsageError is a ValueError
 
     @property
     def target(self) -> ClickHouseTarget:

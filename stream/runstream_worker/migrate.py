@@ -1,4 +1,8 @@
-"""Apply ``schemas/migrations/NNNN_*.sql`` in order, once each, recording them in ``schema_migrations``."""
+"""Apply ``schemas/migrations/NNNN_*.sql`` in order, once each, recording them in ``schema_migrations``.
+
+On a cluster (``RUNSTREAM_CLICKHOUSE_CLUSTER``) each statement runs in its cluster form
+(``migration_plan.py``, ``runstream_core/cluster_ddl.py``); the checksums stay those of the files.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,15 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from runstream_core.clickhouse import connect
+from runstream_core.cluster_ddl import ClusterFormError
 from runstream_core.errors import RunstreamError
 from runstream_core.log import get_logger
+from runstream_worker.migration_plan import RAW_TABLES, MigrationPlan
 from runstream_worker.settings import WorkerSettings
 
 log = get_logger("runstream.migrate")
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-_TRACKING_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations
-(
-    version    UInt32,
-    name       String,
-    checksum   String,
-    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = MergeTree
-ORDER BY version
-"""
 
 
 class MigrationError(RunstreamError):
@@ -41,6 +35,10 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
 
     @property
     def checksum(self) -> str:
@@ -75,36 +73,41 @@ def applied(client: Client, database: str = "") -> dict[int, str]:
     return {int(version): str(checksum) for version, checksum in rows}
 
 
+def plan(settings: WorkerSettings, migrations: list[Migration] | None = None) -> MigrationPlan:
+    """Every statement ``migrate`` would run, in the target's form; connects to nothing."""
+    try:
+        return MigrationPlan.build(settings, migrations if migrations is not None else load_migrations())
+    except ClusterFormError as exc:
+        raise MigrationError(str(exc)) from exc
+
+
 def migrate(settings: WorkerSettings, migrations: list[Migration] | None = None) -> list[Migration]:
     """Apply pending migrations; returns those applied now (empty when up to date)."""
-    todo = migrations if migrations is not None else load_migrations()
+    todo = plan(settings, migrations)
     bootstrap = connect(settings, with_database=False)
     try:
-        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{settings.clickhouse_database}`")
+        bootstrap.command(todo.create_database)
     finally:
         bootstrap.close()
     client = connect(settings)
     try:
         newly = _apply(client, todo)
-        apply_retention(client, settings.clickhouse_raw_ttl_days)
+        apply_retention(client, settings.clickhouse_raw_ttl_days, todo)
         return newly
     finally:
         client.close()
 
 
-# Raw tables and the time column their retention counts from; rollups are kept.
-_RAW_TABLES = {"metrics": "ts", "hardware": "ts"}
-
-
-def apply_retention(client: Client, days: int) -> None:
+def apply_retention(client: Client, days: int, todo: MigrationPlan) -> None:
     """Keep raw points ``days`` days (0: forever), dropping whole parts; idempotent, runs on every migrate."""
-    for table, column in _RAW_TABLES.items():
-        if days > 0:
-            client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({int(days)})")
-            client.command(f"ALTER TABLE {table} MODIFY SETTING ttl_only_drop_parts = 1")
-        elif "TTL" in _create_statement(client, table):
-            client.command(f"ALTER TABLE {table} REMOVE TTL")
-    log.info("raw retention", days=days or "forever", tables=sorted(_RAW_TABLES))
+    if days > 0:
+        for statement in todo.retention(days):
+            client.command(statement)
+    else:
+        for table in RAW_TABLES:
+            if "TTL" in _create_statement(client, todo.stored(table)):
+                client.command(f"{todo.alter(table)} REMOVE TTL")
+    log.info("raw retention", days=days or "forever", tables=sorted(RAW_TABLES), cluster=todo.cluster is not None)
 
 
 def _create_statement(client: Client, table: str) -> str:
@@ -116,29 +119,30 @@ def _create_statement(client: Client, table: str) -> str:
     )
 
 
-def _apply(client: Client, migrations: list[Migration]) -> list[Migration]:
-    client.command(_TRACKING_TABLE)
+def _apply(client: Client, todo: MigrationPlan) -> list[Migration]:
+    for statement in todo.tracking:
+        client.command(statement)
     done = applied(client)
     newly = []
-    for migration in migrations:
+    for migration, statements in todo.steps:
         if migration.version in done:
             if done[migration.version] != migration.checksum:
                 raise MigrationError(
-                    f"migration {migration.version:04d}_{migration.name} changed after it was applied; "
+                    f"migration {migration.label} changed after it was applied; "
                     "migrations are additive: add a new file instead of editing an applied one"
                 )
             continue
-        for statement in migration.statements():
+        for statement in statements:
             try:
                 client.command(statement)
             except Exception as exc:
-                raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from exc
+                raise MigrationError(f"migration {migration.label} failed: {exc}") from exc
         client.insert(
             "schema_migrations",
             [[migration.version, migration.name, migration.checksum]],
             column_names=["version", "name", "checksum"],
         )
-        log.info("migration applied", version=migration.version, name=migration.name)
+        log.info("migration applied", version=migration.version, name=migration.name, cluster=todo.cluster is not None)
         newly.append(migration)
     return newly
 

@@ -210,3 +210,74 @@ def test_vision_sees_exact_seed_figures(client: Client) -> None:
     assert [r[0] for r in runs] == [f"vision-0-{i}" for i in range(5)] + [f"vision-1-{i}" for i in range(3)]
     others = client.query(f"SELECT count() FROM metrics WHERE NOT ({where})").result_rows
     assert others == [(64_000,)]
+
+
+# -- on a cluster (RUNSTREAM_CLICKHOUSE_CLUSTER) -----------------------------------------------------------
+
+# Discovery on a cluster finds each Distributed table and the local table under it: both get policies.
+CLUSTER_OBJECTS = TeamObjects(tables=("metrics", "metrics_local", "runs", "runs_local"), views=("run_table",))
+
+
+def test_exact_statements_on_a_cluster() -> None:
+    team = [s.sql for s in access.team_statements("vision", "pw", CLUSTER_OBJECTS, "runstream", "prod-east")]
+    account = (
+        "`team_vision` ON CLUSTER `prod-east` IDENTIFIED WITH sha256_password BY 'pw' "
+        "DEFAULT DATABASE `runstream` SETTINGS PROFILE 'runstream_team_readonly'"
+    )
+    assert team == [
+        f"CREATE USER IF NOT EXISTS {account}",
+        f"ALTER USER {account}",
+        *(
+            f"CREATE ROW POLICY OR REPLACE `runstream_team_vision` ON CLUSTER `prod-east` ON `runstream`.`{table}` "
+            "AS RESTRICTIVE FOR SELECT USING team = 'vision' TO `team_vision`"
+            for table in CLUSTER_OBJECTS.tables
+        ),
+        "GRANT ON CLUSTER `prod-east` SELECT ON `runstream`.`metrics`, SELECT ON `runstream`.`metrics_local`, "
+        "SELECT ON `runstream`.`run_table`, SELECT ON `runstream`.`runs`, SELECT ON `runstream`.`runs_local` "
+        "TO `team_vision` WITH REPLACE OPTION",
+    ]
+    shared = [s.sql for s in access.shared_statements(CLUSTER_OBJECTS, "runstream", "prod-east")]
+    assert shared[:2] == [
+        "CREATE SETTINGS PROFILE IF NOT EXISTS `runstream_team_readonly` ON CLUSTER `prod-east` SETTINGS readonly = 2",
+        "ALTER SETTINGS PROFILE `runstream_team_readonly` ON CLUSTER `prod-east` SETTINGS readonly = 2",
+    ]
+    assert shared[2:] == [
+        f"CREATE ROW POLICY OR REPLACE `runstream_all_rows` ON CLUSTER `prod-east` ON `runstream`.`{table}` "
+        "AS PERMISSIVE FOR SELECT USING 1 TO ALL"
+        for table in CLUSTER_OBJECTS.tables
+    ]
+    removed = [s.sql for s in access.removal_statements(["team_gone"], [], CLUSTER_OBJECTS, "runstream", "prod-east")]
+    assert removed == [
+        "DROP USER IF EXISTS `team_gone` ON CLUSTER `prod-east`",
+        *(
+            f"DROP ROW POLICY IF EXISTS `runstream_team_gone` ON `runstream`.`{table}` ON CLUSTER `prod-east`"
+            for table in CLUSTER_OBJECTS.tables
+        ),
+    ]
+
+
+def test_the_engine_parser_reads_every_cluster_statement_as_running_on_the_cluster(client: Client) -> None:
+    """formatQuery parses each statement; the cluster in its formatted text is the one the parser found."""
+    statements = [
+        *access.shared_statements(CLUSTER_OBJECTS, "runstream", "prod-east"),
+        *access.team_statements("vision", "p'w\\d", CLUSTER_OBJECTS, "runstream", "prod-east"),
+        *access.removal_statements(["team_gone"], ["vision"], CLUSTER_OBJECTS, "runstream", "prod-east"),
+    ]
+    assert len(statements) == 2 + 4 + 2 + 4 + 1 + 1 + 4
+    for statement in statements:
+        formatted = client.query("SELECT formatQuery({sql:String})", parameters={"sql": statement.sql}).result_rows
+        assert formatted[0][0].count(" ON CLUSTER `prod-east`") == 1, statement.shown
+        # The same statement without the clause formats to the same text without it: nothing else moved.
+        one_node = statement.sql.replace(" ON CLUSTER `prod-east`", "")
+        plain = client.query("SELECT formatQuery({sql:String})", parameters={"sql": one_node}).result_rows
+        assert formatted[0][0].replace(" ON CLUSTER `prod-east`", "") == plain[0][0]
+
+
+@pytest.mark.parametrize("cluster", ["x; DROP USER default", "prod`east", "it's", "a b", "prod.east", "9x"])
+def test_hostile_cluster_names_are_refused_in_team_statements(cluster: str) -> None:
+    with pytest.raises(UsageError, match="unsafe cluster name"):
+        access.shared_statements(CLUSTER_OBJECTS, "runstream", cluster)
+    with pytest.raises(UsageError, match="unsafe cluster name"):
+        access.team_statements("vision", "pw", CLUSTER_OBJECTS, "runstream", cluster)
+    with pytest.raises(UsageError, match="unsafe cluster name"):
+        access.removal_statements(["team_gone"], [], CLUSTER_OBJECTS, "runstream", cluster)

@@ -316,3 +316,22 @@ def test_wrong_grafana_credentials_stop_before_any_change(harness: Harness) -> N
         harness.run(parse_teams(TEAMS_YAML), grafana_password="wrong")
     assert harness.state.writes() == []
     assert harness.executed == []
+
+
+def test_on_a_cluster_every_clickhouse_statement_runs_on_every_server(harness: Harness) -> None:
+    """RUNSTREAM_CLICKHOUSE_CLUSTER reaches every statement of the sync, and only ClickHouse's side changes."""
+    harness.settings = harness.settings.model_copy(
+        update={"clickhouse_url": "http://clickhouse-01:8123", "clickhouse_cluster": "runstream"}
+    )
+    result = harness.run(parse_teams(TEAMS_YAML))
+    assert actions(result) == FIRST_RUN
+    with_schema = connect(harness.schema)
+    try:
+        objects = access.discover(RecordingSession(with_schema), "runstream")
+    finally:
+        with_schema.close()
+    expected = [s.sql for s in access.shared_statements(objects, "runstream", "runstream")]
+    for team in ("vision", "nlp"):
+        expected += [s.sql for s in access.team_statements(team, PASSWORDS[team], objects, "runstream", "runstream")]
+    assert harness.executed == expected
+    assert all(sql.count(" ON CLUSTER `runstream`") == 1 for sql in harness.executed)

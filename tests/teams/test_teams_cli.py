@@ -137,3 +137,19 @@ def test_invalid_teams_file_names_the_field_and_nothing_is_requested(
     assert result.returncode == 1
     assert "teams[0].members[0].role: Input should be 'Viewer', 'Editor' or 'Admin'" in result.stderr
     assert state.requests == []
+
+
+def test_a_cluster_on_the_embedded_store_is_refused_and_nothing_is_requested(
+    grafana: tuple[str, GrafanaState], schema: str, tmp_path: Path
+) -> None:
+    url, state = grafana
+    (tmp_path / "teams.yaml").write_text(TEAMS_YAML)
+    env = environment(url, schema, RUNSTREAM_TEAM_NLP_CLICKHOUSE_PASSWORD="nlp-pw")
+    result = runstream("teams", "sync", str(tmp_path / "teams.yaml"), env={**env, "RUNSTREAM_CLICKHOUSE_CLUSTER": "c1"})
+    assert result.returncode == 1
+    assert "the cluster c1 needs ClickHouse servers (http(s)://host:8123)" in result.stderr
+    teams_file = str(tmp_path / "teams.yaml")
+    hostile = runstream("teams", "sync", teams_file, env={**env, "RUNSTREAM_CLICKHOUSE_CLUSTER": "c;1"})
+    assert hostile.returncode != 0
+    assert "unsafe cluster name 'c;1'" in hostile.stderr
+    assert state.requests == []

@@ -17,6 +17,12 @@ declared ``SQL SECURITY DEFINER`` or ``NONE`` would read with someone else's rig
 as are materialized views (their target tables are granted instead) and every table without a team
 column (pipeline_health, schema_migrations, ingested_records).
 
+On a cluster (``RUNSTREAM_CLICKHOUSE_CLUSTER``) every statement runs ``ON CLUSTER``, so each server
+holds the same users, policies and grants. The tables found then include both the Distributed
+tables and the local tables under them, and each gets the policies: a query through a Distributed
+table runs on every shard as the user who sent it (the cluster's inter-server ``<secret>``), where the
+local table's policy cuts its rows before any partial aggregate leaves the shard (docs/scaling.md).
+
 Platform admins get no ClickHouse user from here: they work in Grafana's main organization, whose
 datasource uses the stack's ``grafana`` user (deploy/clickhouse/users.d/grafana.xml: read-only, no
 team policy, so ``runstream_all_rows`` lets it read every team's rows).
@@ -36,6 +42,7 @@ from typing import Any
 from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 
+from runstream_core.cluster_ddl import on_cluster
 from runstream_core.errors import UsageError
 from runstream_core.team_access import (
     TEAM_COLUMN,
@@ -106,16 +113,22 @@ def _on(database: str, table: str) -> str:
     return f"{quote_identifier(database)}.{quote_identifier(table)}"
 
 
-def shared_statements(objects: TeamObjects, database: str) -> list[Statement]:
+def _cluster(cluster: str) -> str:
+    """`` ON CLUSTER name`` where the statement goes to every server of ``cluster``; nothing on one server."""
+    return f" {on_cluster(cluster)}" if cluster else ""
+
+
+def shared_statements(objects: TeamObjects, database: str, cluster: str = "") -> list[Statement]:
     """The team profile and, on every team table, the pass-through policy for everyone else."""
     profile = quote_identifier(TEAM_PROFILE)
+    everywhere = _cluster(cluster)
     statements = [
-        Statement.plain(f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile} SETTINGS readonly = 2"),
-        Statement.plain(f"ALTER SETTINGS PROFILE {profile} SETTINGS readonly = 2"),
+        Statement.plain(f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile}{everywhere} SETTINGS readonly = 2"),
+        Statement.plain(f"ALTER SETTINGS PROFILE {profile}{everywhere} SETTINGS readonly = 2"),
     ]
     statements += [
         Statement.plain(
-            f"CREATE ROW POLICY OR REPLACE {quote_identifier(ALL_ROWS_POLICY)} ON {_on(database, table)} "
+            f"CREATE ROW POLICY OR REPLACE {quote_identifier(ALL_ROWS_POLICY)}{everywhere} ON {_on(database, table)} "
             "AS PERMISSIVE FOR SELECT USING 1 TO ALL"
         )
         for table in objects.tables
@@ -123,17 +136,20 @@ def shared_statements(objects: TeamObjects, database: str) -> list[Statement]:
     return statements
 
 
-def team_statements(team: str, password: str, objects: TeamObjects, database: str) -> list[Statement]:
+def team_statements(
+    team: str, password: str, objects: TeamObjects, database: str, cluster: str = ""
+) -> list[Statement]:
     """User, row policies, then grants (so a new user never reads a table before its policy exists)."""
     if not objects.tables:
         raise UsageError(f"no table with a team column in database {database!r}: run `runstream migrate` first")
     if not password:
         raise UsageError(f"empty ClickHouse password for team {team!r}")
     user = quote_identifier(team_user(team))
+    everywhere = _cluster(cluster)
 
     def account(verb: str, secret: str) -> str:
         return (
-            f"{verb} {user} IDENTIFIED WITH sha256_password BY {quote_literal(secret)} "
+            f"{verb} {user}{everywhere} IDENTIFIED WITH sha256_password BY {quote_literal(secret)} "
             f"DEFAULT DATABASE {quote_identifier(database)} SETTINGS PROFILE {quote_literal(TEAM_PROFILE)}"
         )
 
@@ -144,22 +160,23 @@ def team_statements(team: str, password: str, objects: TeamObjects, database: st
     ]
     statements += [
         Statement.plain(
-            f"CREATE ROW POLICY OR REPLACE {quote_identifier(team_policy(team))} ON {_on(database, table)} "
-            f"AS RESTRICTIVE FOR SELECT USING {team_condition(team)} TO {user}"
+            f"CREATE ROW POLICY OR REPLACE {quote_identifier(team_policy(team))}{everywhere} "
+            f"ON {_on(database, table)} AS RESTRICTIVE FOR SELECT USING {team_condition(team)} TO {user}"
         )
         for table in objects.tables
     ]
     grants = ", ".join(f"SELECT ON {_on(database, name)}" for name in objects.granted)
     # REPLACE OPTION drops grants on objects that no longer qualify.
-    statements.append(Statement.plain(f"GRANT {grants} TO {user} WITH REPLACE OPTION"))
+    statements.append(Statement.plain(f"GRANT{everywhere} {grants} TO {user} WITH REPLACE OPTION"))
     return statements
 
 
 def removal_statements(
-    existing_users: Sequence[str], teams: Sequence[str], objects: TeamObjects, database: str
+    existing_users: Sequence[str], teams: Sequence[str], objects: TeamObjects, database: str, cluster: str = ""
 ) -> list[Statement]:
     """DROP the users (and their row policies) of teams that are no longer configured."""
     keep = {team_user(team) for team in teams}
+    everywhere = _cluster(cluster)
     statements = []
     for user in existing_users:
         if not user.startswith(TEAM_USER_PREFIX) or user in keep:
@@ -169,10 +186,10 @@ def removal_statements(
             check_team_name(team)
         except UsageError:
             continue  # not one of ours
-        statements.append(Statement.plain(f"DROP USER IF EXISTS {quote_identifier(user)}"))
+        statements.append(Statement.plain(f"DROP USER IF EXISTS {quote_identifier(user)}{everywhere}"))
         statements += [
             Statement.plain(
-                f"DROP ROW POLICY IF EXISTS {quote_identifier(team_policy(team))} ON {_on(database, table)}"
+                f"DROP ROW POLICY IF EXISTS {quote_identifier(team_policy(team))} ON {_on(database, table)}{everywhere}"
             )
             for table in objects.tables
         ]

@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from runstream_core.clickhouse import connect
+from runstream_core.clickhouse import check_cluster_target, connect
 from runstream_core.endpoint_users import TeamUser, users_path, write_users
 from runstream_core.log import get_logger
 from runstream_grafana.settings import GrafanaSettings
@@ -108,6 +108,7 @@ def sync_teams(
     admin_dashboards = load_dashboards(dashboards_dir / "admin")
     endpoint = ClickHouseEndpoint.from_settings(settings)
     embedded = clickhouse is None and settings.target.embedded
+    check_cluster_target(settings)
     grafana_sync = (
         GrafanaSync(
             GrafanaAdmin(settings.grafana_url, secrets.grafana_user, secrets.grafana_password.get_secret_value()),
@@ -127,7 +128,13 @@ def sync_teams(
         grafana_sync.preflight()
     else:
         log.warning("grafana not configured: syncing the clickhouse side only", missing="RUNSTREAM_GRAFANA_PASSWORD")
-    log.info("teams sync", teams=[t.name for t in config.teams], dry_run=dry_run, embedded=embedded)
+    log.info(
+        "teams sync",
+        teams=[t.name for t in config.teams],
+        dry_run=dry_run,
+        embedded=embedded,
+        cluster=settings.clickhouse_cluster or None,
+    )
     if embedded:
         result.users_file = users_path(settings)
         steps = _endpoint_user_steps(config, secrets, result.users_file, dry_run)
@@ -142,8 +149,9 @@ def sync_teams(
     database = settings.clickhouse_database
     with _session(settings, clickhouse) as session:
         objects = access.discover(session, database)
-        shared, *per_team = _access_steps(config, secrets, objects, database)
-        removed = _removal_step(session, config, objects, database)
+        cluster = settings.clickhouse_cluster
+        shared, *per_team = _access_steps(config, secrets, objects, database, cluster)
+        removed = _removal_step(session, config, objects, database, cluster)
         if objects.skipped_views:
             log.warning("views not granted: they run with their definer's rights", views=list(objects.skipped_views))
         with _progress(total=len(config.teams) + 1) as advance:
@@ -178,11 +186,11 @@ def _endpoint_user_steps(config: TeamsConfig, secrets: SyncSecrets, path: Path, 
 
 
 def _removal_step(
-    session: access.SqlSession, config: TeamsConfig, objects: access.TeamObjects, database: str
+    session: access.SqlSession, config: TeamsConfig, objects: access.TeamObjects, database: str, cluster: str
 ) -> AccessStep:
     """Users and row policies of teams that are no longer in the file: dropped, ending their access."""
     existing = [str(row[0]) for row in session.rows("SELECT name FROM system.users ORDER BY name")]
-    statements = access.removal_statements(existing, [t.name for t in config.teams], objects, database)
+    statements = access.removal_statements(existing, [t.name for t in config.teams], objects, database, cluster)
     gone = sorted({s.sql.split("`")[1] for s in statements if s.sql.startswith("DROP USER")})
     return AccessStep(
         "removed", f"users of teams no longer in the file: {', '.join(gone) or 'none'}", tuple(statements)
@@ -190,10 +198,11 @@ def _removal_step(
 
 
 def _access_steps(
-    config: TeamsConfig, secrets: SyncSecrets, objects: access.TeamObjects, database: str
+    config: TeamsConfig, secrets: SyncSecrets, objects: access.TeamObjects, database: str, cluster: str
 ) -> list[AccessStep]:
-    """Shared statements first, then one step per team (all generated before any is run)."""
-    shared = access.shared_statements(objects, database)
+    """Shared statements first, then one step per team (all generated before any is run); ``ON CLUSTER``
+    when ``cluster`` is set."""
+    shared = access.shared_statements(objects, database, cluster)
     steps = [
         AccessStep(
             "shared",
@@ -203,7 +212,8 @@ def _access_steps(
         )
     ]
     for team in config.teams:
-        statements = access.team_statements(team.name, secrets.clickhouse_password(team.name), objects, database)
+        password = secrets.clickhouse_password(team.name)
+        statements = access.team_statements(team.name, password, objects, database, cluster)
         steps.append(
             AccessStep(
                 f"user {access.team_user(team.name)}",
