@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -22,6 +23,7 @@ from runstream_core.events import (
     VALUES_TYPE,
     HardwareColumns,
     MetricColumns,
+    item_size,
 )
 
 G = TypeVar("G", bound=np.generic)
@@ -82,19 +84,21 @@ def _times(record: MetricColumns | HardwareColumns) -> tuple[NDArray[np.int64], 
     return offsets.astype(np.int64) + record.ts_base_ms, largest
 
 
-def metric_arrays(record: MetricColumns) -> MetricArrays:
-    """The record's columns as arrays, after checking its points' bounds (``msgspec.ValidationError``,
-    naming the field, for an id out of range, a negative step or a time past 2299)."""
+def metric_arrays(record: MetricColumns, *, check: bool = True) -> MetricArrays:
+    """The record's columns as arrays, after checking its points' bounds unless ``check`` is false (a record
+    ``decode`` passed): ``msgspec.ValidationError``, naming the field, for an id out of range, a negative
+    step or a time past 2299."""
     key_ids = _column(record.key_ids, IDS_TYPE, np.uint16)
     steps = _column(record.steps, STEPS_TYPE, np.int64)
     ts_ms, largest_offset = _times(record)
     n = len(key_ids)
-    check_column_bounds(
-        record,
-        key_id=int(key_ids.max()) if n else -1,
-        step=int(steps.min()) if n else 0,
-        ts_offset=largest_offset,
-    )
+    if check:
+        check_column_bounds(
+            record,
+            key_id=int(key_ids.max()) if n else -1,
+            step=int(steps.min()) if n else 0,
+            ts_offset=largest_offset,
+        )
     return MetricArrays(
         keys=record.keys,
         key_ids=key_ids,
@@ -104,18 +108,19 @@ def metric_arrays(record: MetricColumns) -> MetricArrays:
     )
 
 
-def hardware_arrays(record: HardwareColumns) -> HardwareArrays:
+def hardware_arrays(record: HardwareColumns, *, check: bool = True) -> HardwareArrays:
     """The record's columns as arrays, after checking its readings' bounds (as ``metric_arrays``)."""
     key_ids = _column(record.key_ids, IDS_TYPE, np.uint16)
     device_ids = _column(record.device_ids, IDS_TYPE, np.uint16)
     ts_ms, largest_offset = _times(record)
     n = len(key_ids)
-    check_column_bounds(
-        record,
-        key_id=int(key_ids.max()) if n else -1,
-        device_id=int(device_ids.max()) if n else -1,
-        ts_offset=largest_offset,
-    )
+    if check:
+        check_column_bounds(
+            record,
+            key_id=int(key_ids.max()) if n else -1,
+            device_id=int(device_ids.max()) if n else -1,
+            ts_offset=largest_offset,
+        )
     return HardwareArrays(
         keys=record.keys,
         key_ids=key_ids,
@@ -124,6 +129,34 @@ def hardware_arrays(record: HardwareColumns) -> HardwareArrays:
         ts_ms=ts_ms,
         values=_column(record.values, VALUES_TYPE, np.float64),
     )
+
+
+def point_count(record: MetricColumns | HardwareColumns) -> int:
+    """Points (readings) the record holds."""
+    return len(record.values) // item_size(VALUES_TYPE)
+
+
+def times(record: MetricColumns | HardwareColumns) -> NDArray[np.int64]:
+    """Each point's time in epoch milliseconds."""
+    return _times(record)[0]
+
+
+def where(record: MetricColumns | HardwareColumns, keep: NDArray[np.bool_]) -> MetricColumns | HardwareColumns:
+    """``record`` with only the points where ``keep`` is true (the dictionaries left as they are)."""
+
+    def pick(data: bytes, column_type: str) -> bytes:
+        return np.frombuffer(data, dtype=np.dtype(column_type))[keep].tobytes()
+
+    columns: dict[str, bytes] = {
+        "key_ids": pick(record.key_ids, IDS_TYPE),
+        "ts_offsets_ms": pick(record.ts_offsets_ms, TS_OFFSETS_TYPE),
+        "values": pick(record.values, VALUES_TYPE),
+    }
+    if isinstance(record, MetricColumns):
+        columns["steps"] = pick(record.steps, STEPS_TYPE)
+    else:
+        columns["device_ids"] = pick(record.device_ids, IDS_TYPE)
+    return msgspec.structs.replace(record, **columns)
 
 
 def check(record: MetricColumns | HardwareColumns) -> None:

@@ -12,7 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.events import (
+    Event,
+    HardwareBatch,
+    HardwareColumns,
+    Heartbeat,
+    MetricBatch,
+    MetricColumns,
+    RunEnd,
+    RunStart,
+    RunUpdate,
+)
+from runstream_worker.columns import hardware_arrays, metric_arrays
 from runstream_worker.tables import hardware, metrics, params, runs, summary
 from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields, RunKey, run_key
 
@@ -61,6 +72,14 @@ class RowBatch:
     def add_hardware(self, batch: HardwareBatch) -> None:
         hardware.extend(self.hardware, batch)
 
+    def add_metric_columns(self, record: MetricColumns) -> None:
+        """A wire format v2 batch; its bounds were checked when it was decoded."""
+        metrics.extend_arrays(self.metrics, record, metric_arrays(record, check=False))
+
+    def add_hardware_columns(self, record: HardwareColumns) -> None:
+        """A wire format v2 batch; its bounds were checked when it was decoded."""
+        hardware.extend_arrays(self.hardware, record, hardware_arrays(record, check=False))
+
     def add_run_start(self, event: RunStart) -> None:
         self.runs.append(runs.started(event, self.live.get(run_key(event.run), NO_LIVE_FIELDS)))
         self.params.extend(params.rows(event.run, event.params, runs.version(event)))
@@ -82,7 +101,11 @@ class RowBatch:
 
     def add(self, event: Event) -> None:
         """Add any event to the tables it feeds."""
-        if isinstance(event, MetricBatch):
+        if isinstance(event, MetricColumns):
+            self.add_metric_columns(event)
+        elif isinstance(event, HardwareColumns):
+            self.add_hardware_columns(event)
+        elif isinstance(event, MetricBatch):
             self.add_metrics(event)
         elif isinstance(event, HardwareBatch):
             self.add_hardware(event)

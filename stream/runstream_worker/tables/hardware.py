@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runstream_core.events import HardwareBatch
+from runstream_core.events import HardwareBatch, HardwareColumns
+from runstream_worker.columns import HardwareArrays
 from runstream_worker.tables._time import day_ids, day_span
 
 COLUMNS = (
@@ -52,3 +53,22 @@ def extend(columns: list[list[Any]], batch: HardwareBatch) -> None:
     producer_id.extend([batch.producer_id] * n)
     seq.extend([batch.seq] * n)
     user.extend([batch.user] * n)
+
+
+def extend_arrays(columns: list[list[Any]], record: HardwareColumns, arrays: HardwareArrays) -> None:
+    """Append a wire format v2 batch's readings (``arrays``, read from ``record``), column by column."""
+    n = len(arrays)
+    team, project, run_id, host, rank, key, device, ts, value, interval_ms, producer_id, seq, user = columns
+    team.extend([record.team] * n)
+    project.extend([record.project] * n)
+    run_id.extend([record.run_id] * n)
+    host.extend([record.host] * n)
+    rank.extend([record.rank] * n)
+    key.extend(arrays.key_per_point().tolist())
+    device.extend(arrays.device_per_point().tolist())
+    ts.extend(arrays.ts_ms.tolist())
+    value.extend(arrays.values.tolist())
+    interval_ms.extend([record.interval_ms] * n)
+    producer_id.extend([record.producer_id] * n)
+    seq.extend([record.seq] * n)
+    user.extend([record.user] * n)

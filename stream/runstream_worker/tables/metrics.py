@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runstream_core.events import MetricBatch
+from runstream_core.events import MetricBatch, MetricColumns
+from runstream_worker.columns import MetricArrays
 from runstream_worker.tables._time import month_ids, month_span
 
 COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq", "rank")
@@ -35,3 +36,19 @@ def extend(columns: list[list[Any]], batch: MetricBatch) -> None:
     producer_id.extend([batch.producer_id] * n)
     seq.extend([batch.seq] * n)
     rank.extend([batch.rank] * n)
+
+
+def extend_arrays(columns: list[list[Any]], record: MetricColumns, arrays: MetricArrays) -> None:
+    """Append a wire format v2 batch's points (``arrays``, read from ``record``), column by column."""
+    n = len(arrays)
+    team, project, run_id, key, step, ts, value, producer_id, seq, rank = columns
+    team.extend([record.team] * n)
+    project.extend([record.project] * n)
+    run_id.extend([record.run_id] * n)
+    key.extend(arrays.key_per_point().tolist())
+    step.extend(arrays.steps.tolist())
+    ts.extend(arrays.ts_ms.tolist())
+    value.extend(arrays.values.tolist())
+    producer_id.extend([record.producer_id] * n)
+    seq.extend([record.seq] * n)
+    rank.extend([record.rank] * n)
