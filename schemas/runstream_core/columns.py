@@ -60,8 +60,8 @@ def _row_format(column_type: str, n: int) -> struct.Struct:
 
 def pack_values(values: Sequence[float]) -> bytes:
     """``values`` as a values column: little-endian binary64, ints converted, bools as 0 and 1, NaN (with
-    its payload) and infinities as they are. Raises ``OverflowError`` for an int beyond a float's range and
-    ``struct.error`` for anything that is no number."""
+    its payload) and infinities as they are. Raises ``struct.error`` (``OverflowError`` on some Pythons) for
+    an int beyond a float's range or anything that is no number."""
     return _row_format(VALUES_TYPE, len(values)).pack(*values)
 
 
@@ -355,7 +355,7 @@ def to_columns(batch: MetricBatch) -> list[MetricColumns]: ...
 def to_columns(batch: HardwareBatch) -> list[HardwareColumns]: ...
 def to_columns(batch: MetricBatch | HardwareBatch) -> list[MetricColumns] | list[HardwareColumns]:
     """A v1 batch as v2 records (one, unless it breaks the v2 bounds on keys or time span), with the same
-    envelope. Raises ``OverflowError`` for an int value beyond a float's range."""
+    envelope. Raises ``struct.error`` (or ``OverflowError``) for a value no float holds."""
     values = pack_values(batch.values)
     size = _VALUE_SIZE
     if isinstance(batch, MetricBatch):

@@ -80,6 +80,18 @@ func items(name string, column []byte, size int) (int, error) {
 }
 
 func decode(value []byte) decoded {
+	// The kind first: the fields of a v1 batch have other types (lists where v2 has bin).
+	var header struct {
+		Type string `msgpack:"type"`
+		V    int    `msgpack:"v"`
+	}
+	if err := msgpack.Unmarshal(value, &header); err != nil {
+		return decoded{Error: err.Error(), Points: []point{}}
+	}
+	if header.V != 2 || (header.Type != "metric_columns" && header.Type != "hardware_columns") {
+		msg := fmt.Sprintf("not a wire format v2 batch: type %q, v %d", header.Type, header.V)
+		return decoded{Type: header.Type, V: header.V, Error: msg, Points: []point{}}
+	}
 	var r record
 	if err := msgpack.Unmarshal(value, &r); err != nil {
 		return decoded{Error: err.Error(), Points: []point{}}
@@ -98,9 +110,6 @@ func decode(value []byte) decoded {
 }
 
 func readPoints(r *record) ([]point, error) {
-	if r.V != 2 || (r.Type != "metric_columns" && r.Type != "hardware_columns") {
-		return nil, fmt.Errorf("not a wire format v2 batch: type %q, v %d", r.Type, r.V)
-	}
 	hardware := r.Type == "hardware_columns"
 	n, err := items("values", r.Values, 8)
 	if err != nil {
