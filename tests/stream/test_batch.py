@@ -50,7 +50,7 @@ def test_metric_batches_become_columns() -> None:
     )
     decoded = decode_batch([rec("x.metrics", 0, encode_event(batch))], "x.")
     assert decoded.rejected == []
-    assert decoded.rows.metrics == [
+    assert decoded.rows.metrics.lists() == [
         ["t", "t"],
         ["p", "p"],
         ["r1", "r1"],
@@ -190,7 +190,7 @@ def test_hardware_batches_become_columns_with_rank_and_interval() -> None:
         values=[250.0, 12.5],
     )
     decoded = decode_batch([rec("x.hardware", 0, encode_event(batch))], "x.")
-    assert decoded.rows.hardware == [
+    assert decoded.rows.hardware.lists() == [
         ["t", "t"],
         ["p", "p"],
         ["r1", "r1"],
@@ -227,4 +227,4 @@ def test_repeats_of_a_record_are_dropped_within_a_batch() -> None:
     decoded = decode_batch(records, "x.")
     assert decoded.replays == 1
     assert [s.offset for s in decoded.sources] == [0, 1]
-    assert decoded.rows.metrics[4] == [0, 1]
+    assert decoded.rows.metrics.lists()[4] == [0, 1]

@@ -175,8 +175,8 @@ def test_decoding_and_rows_never_raise_and_account_for_every_record(records: lis
     kept = [e for i, e in enumerate(decoded.events) if i not in {i for i, _ in failed}]
     assert rows.metric_points == sum(len(e.keys) for e in kept if isinstance(e, MetricBatch))
     assert rows.hardware_readings == sum(len(e.keys) for e in kept if isinstance(e, HardwareBatch))
-    assert len({len(column) for column in rows.metrics}) == 1
-    assert len({len(column) for column in rows.hardware}) == 1
+    assert len({len(column) for column in rows.metrics.arrays().values()}) == 1
+    assert len({len(column) for column in rows.hardware.arrays().values()}) == 1
 
 
 class MemorySink:

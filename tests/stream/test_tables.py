@@ -61,7 +61,7 @@ def test_metric_points_become_columns_in_column_order() -> None:
             values=[0.5, 1.5],
         ),
     )
-    assert dict(zip(metrics.COLUMNS, columns, strict=True)) == {
+    assert dict(zip(metrics.COLUMNS, columns.lists(), strict=True)) == {
         "team": ["t", "t"],
         "project": ["p", "p"],
         "run_id": ["r1", "r1"],
@@ -95,7 +95,7 @@ def test_hardware_readings_become_columns_in_column_order() -> None:
             values=[250.0, 12.5],
         ),
     )
-    assert dict(zip(hardware.COLUMNS, columns, strict=True)) == {
+    assert dict(zip(hardware.COLUMNS, columns.lists(), strict=True)) == {
         "team": ["t", "t"],
         "project": ["p", "p"],
         "run_id": ["r1", "r1"],
