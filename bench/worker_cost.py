@@ -10,14 +10,24 @@ of the process, the engine's included), which a busy machine distorts far less t
 - ``insert_s``: ``ClickHouseSink.write`` into a fresh embedded store with every migration (views
   included), under a deduplication token as the runner sends it.
 
-Figures are per million points. Last line: one JSON object.
+Figures are per million points. ``--two-cores`` then stores the same points again, in a fresh
+store, with both cores and in wall time, two ways: one worker process holding ``--takes-at-once``
+takes (decoding one while the engine stores another: ``thread_points_per_s``), and two worker
+processes writing through ``runstream serve --writable`` (chDB is one engine per process, so that is
+how processes share it: ``processes_points_per_s``). Last line: one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing
 import os
+import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +37,10 @@ from rich.console import Console
 
 from runstream_core.columns import to_columns
 from runstream_core.events import MetricBatch, encode_event
+from runstream_worker.dead_letters import Letter
 from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import migrate
+from runstream_worker.runner import Runner
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.sink import ClickHouseSink
 
@@ -67,6 +79,91 @@ def join_columns(rows: Any) -> None:
             table.arrays()
 
 
+def takes_of(made: list[SourceRecord], size: int) -> list[list[SourceRecord]]:
+    return [made[start : start + size] for start in range(0, len(made), size)]
+
+
+async def _no_letters(letter: Letter) -> None:
+    raise AssertionError(f"no record of this benchmark is a dead letter: {letter.headers}")
+
+
+def threaded(made: list[SourceRecord], args: argparse.Namespace, store: Path) -> float:
+    """Seconds (wall) one worker process takes to store ``made``, with ``args.takes_at_once`` takes in hand."""
+    settings = WorkerSettings(clickhouse_url=f"chdb://{store}", topic_prefix="bench.")
+    migrate(settings)
+    sink = ClickHouseSink(settings)
+    sink.partition_limit()
+    runner = Runner(settings, sink, _no_letters)
+
+    async def run() -> None:
+        queue: asyncio.Queue[list[SourceRecord]] = asyncio.Queue()
+        for take in takes_of(made, args.take):
+            queue.put_nowait(take)
+
+        async def consumer() -> None:
+            while not queue.empty():
+                await runner.handle(queue.get_nowait())
+
+        await asyncio.gather(*(consumer() for _ in range(args.takes_at_once)))
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    seconds = time.perf_counter() - started
+    runner.close()
+    return seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _process_worker(index: int, count: int, args: argparse.Namespace, url: str, password: str, ready: Any) -> None:
+    """One worker process: its share of the takes, decoded and written through the endpoint."""
+    settings = WorkerSettings(clickhouse_url=url, http_password=password, topic_prefix="bench.")
+    sink = ClickHouseSink(settings)
+    sink.partition_limit()
+    mine = takes_of(records(args), args.take)[index::count]
+    ready.wait()
+    for n, take in enumerate(mine):
+        sink.write(decode_batch(take, "bench.").rows, f"p{index}-{n}@1")
+    sink.close()
+
+
+def processes(args: argparse.Namespace, store: Path, count: int = 2) -> float:
+    """Seconds (wall) ``count`` worker processes take to store the points through ``runstream serve``."""
+    password = secrets.token_urlsafe(16)
+    port = _free_port()
+    env = {**os.environ, "RUNSTREAM_CLICKHOUSE_URL": f"chdb://{store}", "RUNSTREAM_HTTP_PASSWORD": password}
+    cli = [sys.executable, "-m", "runstream_cli.main"]
+    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port), "--writable"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # the summary, once it listens
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Barrier(count + 1)
+        url = f"http://127.0.0.1:{port}"
+        workers = [
+            ctx.Process(target=_process_worker, args=(i, count, args, url, password, ready)) for i in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        ready.wait()
+        started = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        if any(worker.exitcode for worker in workers):
+            raise SystemExit("a worker process failed")
+        return time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100)
@@ -76,11 +173,14 @@ def main() -> None:
     parser.add_argument("--take", type=int, default=200, help="records per take (RUNSTREAM_WORKER_BATCH_RECORDS)")
     parser.add_argument("--wire", type=int, choices=(1, 2), default=2)
     parser.add_argument("--quick", action="store_true", help="a tenth of the points")
+    parser.add_argument("--two-cores", action="store_true", help="also store them with both cores, two ways")
+    parser.add_argument("--takes-at-once", type=int, default=2, help="takes one worker process holds at once")
     args = parser.parse_args()
     if args.quick:
         args.runs = 10
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, engine threads too
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if cores:
+        os.sched_setaffinity(0, {min(cores)})  # one core, engine threads too
     console = Console(stderr=True)
     made = records(args)
     points = args.runs * args.keys * args.steps
@@ -107,6 +207,18 @@ def main() -> None:
                     spent["insert_s"] += t3 - t2
         finally:
             sink.close()
+    two_cores: dict[str, Any] = {}
+    if args.two_cores:
+        if cores:
+            os.sched_setaffinity(0, cores)
+        with tempfile.TemporaryDirectory(prefix="runstream-worker-cost-") as tmp:
+            with console.status(f"one worker process, {args.takes_at_once} takes at once"):
+                seconds = threaded(made, args, Path(tmp) / "threaded")
+            two_cores["thread_points_per_s"] = round(points / seconds)
+            with console.status("two worker processes through runstream serve"):
+                seconds = processes(args, Path(tmp) / "processes")
+            two_cores["processes_points_per_s"] = round(points / seconds)
+        console.print(f"both cores: {two_cores}")
     per_million = {name: round(seconds * 1_000_000 / points, 3) for name, seconds in spent.items()}
     total = sum(per_million.values())
     figures = {
@@ -116,6 +228,7 @@ def main() -> None:
         **per_million,
         "total_s": round(total, 3),
         "one_core_points_per_s": round(1_000_000 / total),
+        **two_cores,
     }
     console.print(
         f"per 1M points on one core: decode {per_million['decode_s']}s, columns {per_million['columns_s']}s, "

@@ -74,6 +74,7 @@ def split_by_partition(table: ModuleType, columns: Arrays, limit: int) -> Iterat
     than one are ordered by partition (stable): ClickHouse names each part of an insert by the
     token and the part's place in the insert, and ``repair`` reads stored rows back in that order."""
     ts = columns["ts"]
+    assert isinstance(ts, np.ndarray)  # a number column
     span = table.partition_span(int(ts.min()), int(ts.max())) if len(ts) else 0
     if span <= 1:
         yield None, columns

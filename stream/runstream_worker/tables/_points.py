@@ -24,7 +24,7 @@ CODE = np.int32
 class Names:
     """A column of names, dictionary-coded: value ``i`` is ``names[codes[i]]``."""
 
-    codes: NDArray[np.int32]
+    codes: NDArray[np.integer[Any]]
     names: Sequence[str]
 
     def __len__(self) -> int:
@@ -34,9 +34,9 @@ class Names:
         return Names(self.codes[index], self.names)
 
     def __contains__(self, name: object) -> bool:
-        if name not in self.names:
+        if not isinstance(name, str) or name not in self.names:
             return False
-        return bool((self.codes == list(self.names).index(name)).any())
+        return bool(np.any(self.codes == list(self.names).index(name)))
 
     def tolist(self) -> list[str]:
         names = list(self.names)
@@ -98,9 +98,11 @@ class _Names:
         if isinstance(column, Names):
             remap = np.array([self._code(name) for name in column.names], dtype=CODE)
             self.chunks.append(remap[column.codes] if len(remap) else column.codes.astype(CODE))
-        else:  # a v1 record's list: one look-up per point, as its decoding already made an object per point
-            code = self._code
-            self.chunks.append(np.fromiter((code(name) for name in column), dtype=CODE, count=len(column)))
+        else:  # a v1 record's list, coded by Arrow (in C), then as a v2 column
+            import pyarrow as pa
+
+            coded = pa.array(column, pa.string()).dictionary_encode()
+            self.add(Names(coded.indices.to_numpy(), coded.dictionary.to_pylist()))
 
     def join(self) -> Names:
         numbers = _Numbers(np.dtype(CODE))
