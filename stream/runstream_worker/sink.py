@@ -71,8 +71,8 @@ def split_by_partition(table: ModuleType, columns: Arrays, limit: int) -> Iterat
     each with the name of its partitions (``first-last`` ids), or the columns as one piece (None).
 
     Most batches fall in one partition, which the range of their times alone tells. Rows of more
-    than one are ordered by partition (stable): ClickHouse names each part of an insert by the
-    token and the part's place in the insert, and ``repair`` reads stored rows back in that order."""
+    than one are ordered by partition (stable), the order ``repair`` reads stored rows back in, so
+    that a repeated insert is cut into parts as the first one was."""
     ts = columns["ts"]
     assert isinstance(ts, np.ndarray)  # a number column
     span = table.partition_span(int(ts.min()), int(ts.max())) if len(ts) else 0
@@ -159,8 +159,8 @@ class ClickHouseSink:
         columns = ", ".join(quote_identifier(c) for c in table.COLUMNS)
         with self._lock:
             client = self._ensure_client()
-            # Ordered as the sink orders an insert's rows: by partition, so each part of the
-            # insert takes the place (and the token's name for it) that it had the first time.
+            # Ordered as the sink orders an insert's rows (by partition), and times as timestamps:
+            # a part's deduplication name includes its partition.
             stored = client.query_arrow(
                 f"SELECT {columns} FROM {name} WHERE {_BY_INSERT_TOKEN} ORDER BY _partition_id",  # noqa: S608
                 parameters={"token": token},
