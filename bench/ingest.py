@@ -8,9 +8,9 @@ the worker has committed everything, the figures come from the stored rows thems
 - ``points_per_s``: stored points / (last insert time - first log() time): what the pipeline sustained;
 - ``freshness_p50_s`` / ``freshness_p99_s``: per point, the time from its ``log()`` call (the row's
   ``ts``) to the insert that made it visible (``ingested_records.ingested_at``, set by ClickHouse);
-- ``engine_points_per_s``: the same rows inserted once more, in the same run, into a bare MergeTree of
-  the same columns (no views) by the fastest path the engine has (an Arrow table through chDB's
-  ``Python()``): the ceiling for this machine; ``fraction_of_engine_limit`` is the pipeline's share of it;
+- ``engine_points_per_s``: the same rows (up to 2 million of them, in the order takes hold them)
+  inserted once more, in the same run, into a bare MergeTree of the same columns (no views) by the
+  fastest path the engine has (an Arrow table through chDB's ``Python()``): the ceiling here; ``fraction_of_engine_limit`` is the pipeline's share of it;
 - ``worker_peak_rss_mb``: the worker process's peak resident memory (VmHWM).
 
 Peer: an MLflow tracking server (sqlite backend, one worker) fed the same kind of points with
