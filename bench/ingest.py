@@ -10,7 +10,8 @@ the worker has committed everything, the figures come from the stored rows thems
   ``ts``) to the insert that made it visible (``ingested_records.ingested_at``, set by ClickHouse);
 - ``engine_points_per_s``: the same rows (up to 2 million of them, in the order takes hold them)
   inserted once more, in the same run, into a bare MergeTree of the same columns (no views) by the
-  fastest path the engine has (an Arrow table through chDB's ``Python()``): the ceiling here; ``fraction_of_engine_limit`` is the pipeline's share of it;
+  fastest path the engine has (an Arrow table through chDB's ``Python()``): the ceiling here;
+  ``fraction_of_engine_limit`` is the pipeline's share of it;
 - ``worker_peak_rss_mb``: the worker process's peak resident memory (VmHWM).
 
 Peer: an MLflow tracking server (sqlite backend, one worker) fed the same kind of points with

@@ -35,6 +35,7 @@ from typing import Any
 
 from rich.console import Console
 
+from runstream_core.clickhouse import connect
 from runstream_core.columns import to_columns
 from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.dead_letters import Letter
@@ -77,6 +78,14 @@ def join_columns(rows: Any) -> None:
     for table in (rows.metrics, rows.hardware):
         if hasattr(table, "arrays"):
             table.arrays()
+
+
+def count_points(settings: WorkerSettings) -> int:
+    client = connect(settings)
+    try:
+        return int(client.query("SELECT count() FROM metrics").result_rows[0][0])
+    finally:
+        client.close()
 
 
 def takes_of(made: list[SourceRecord], size: int) -> list[list[SourceRecord]]:
@@ -205,6 +214,9 @@ def main() -> None:
                     spent["decode_s"] += t1 - t0
                     spent["columns_s"] += t2 - t1
                     spent["insert_s"] += t3 - t2
+            stored = count_points(settings)
+            if stored != points:
+                raise SystemExit(f"stored {stored:,} points of {points:,}")
         finally:
             sink.close()
     two_cores: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""The benchmarks stay runnable: each imports cleanly, and the query benchmark runs end to end (quick)."""
+"""The benchmarks stay runnable: each imports cleanly, and the query and worker-cost benchmarks run end to end (quick)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def test_the_query_benchmark_prints_its_figures(tmp_path: Path) -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["run_table_rows"] == 34 and figures["overlay_points"] > 0
     assert figures["run_table_ms"] > 0 and figures["endpoint_run_table_ms"] > 0
+
+
+def test_the_worker_cost_benchmark_stores_every_point_and_prints_its_figures(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "worker_cost.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["points"] == 100_000  # and the run checked that the store holds exactly that many
+    assert figures["decode_s"] > 0 and figures["columns_s"] > 0 and figures["insert_s"] > 0
