@@ -1,4 +1,4 @@
-"""The benchmarks stay runnable: each imports cleanly, and the query and worker-cost benchmarks run end to end (quick)."""
+"""The benchmarks stay runnable: each imports, and the query and worker-cost benchmarks run (quick)."""
 
 from __future__ import annotations
 
