@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 CODE = np.int32
@@ -99,8 +100,6 @@ class _Names:
             remap = np.array([self._code(name) for name in column.names], dtype=CODE)
             self.chunks.append(remap[column.codes] if len(remap) else column.codes.astype(CODE))
         else:  # a v1 record's list, coded by Arrow (in C), then as a v2 column
-            import pyarrow as pa
-
             coded = pa.array(column, pa.string()).dictionary_encode()
             self.add(Names(coded.indices.to_numpy(), coded.dictionary.to_pylist()))
 
@@ -182,8 +181,6 @@ def row_count(arrays: Arrays) -> int:
 def arrow_table(arrays: Arrays) -> Any:
     """The columns as a ``pyarrow.Table`` over the same buffers: names as dictionaries, ``ts`` (epoch
     milliseconds) as a UTC millisecond timestamp, NaN kept as NaN (a DataFrame would read it as NULL)."""
-    import pyarrow as pa
-
     fields = {}
     for name, column in arrays.items():
         if isinstance(column, Names):
