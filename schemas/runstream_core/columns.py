@@ -126,14 +126,13 @@ class _Dictionary:
     def new(self, names: Sequence[str]) -> list[str] | None:
         """The names not listed yet, or None when listing them would pass ``MAX_KEYS_PER_BATCH``."""
         index = self.index
-        new = [name for name in dict.fromkeys(names) if name not in index]
+        new = [name for name in dict.fromkeys(names) if name not in index] if index else list(dict.fromkeys(names))
         return new if len(index) + len(new) <= MAX_KEYS_PER_BATCH else None
 
     def ids(self, names: Sequence[str], new: list[str]) -> bytes:
         """The ids column of ``names``, after listing ``new`` (``self.new(names)``)."""
         index = self.index
-        for name in new:
-            index[name] = len(index)
+        index.update(zip(new, range(len(index), len(index) + len(new))))
         return _pack(IDS_TYPE, list(map(index.__getitem__, names)))
 
 
