@@ -132,7 +132,7 @@ class _Dictionary:
     def ids(self, names: Sequence[str], new: list[str]) -> bytes:
         """The ids column of ``names``, after listing ``new`` (``self.new(names)``)."""
         index = self.index
-        index.update(zip(new, range(len(index), len(index) + len(new))))
+        index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
         return _pack(IDS_TYPE, list(map(index.__getitem__, names)))
 
 
