@@ -119,8 +119,8 @@ def measure(rows: list[Row], repeats: int) -> dict[str, dict[str, float]]:
             "records": len(records),
             "bytes_per_point": raw / points,
             "lz4_bytes_per_point": compressed / points,
-            "encode_ns_per_point": best_ns(lambda pack=pack: pack(rows), repeats) / points,  # type: ignore[misc]
-            "decode_ns_per_point": best_ns(lambda read=read, r=records: read(r), repeats) / points,  # type: ignore[misc]
+            "encode_ns_per_point": best_ns(lambda pack=pack: pack(rows), repeats) / points,
+            "decode_ns_per_point": best_ns(lambda read=read, r=records: read(r), repeats) / points,
         }
     return out
 
