@@ -115,6 +115,10 @@ def check_column_bounds(
 
 
 # -- writing ---------------------------------------------------------------------------------------
+_IOTA = struct.pack(f"<{MAX_KEYS_PER_BATCH}H", *range(MAX_KEYS_PER_BATCH))
+"""The ids 0, 1, 2... as an ids column: what a row of names all new to the record gets, sliced."""
+
+
 class _Dictionary:
     """Names to ids within one record (dictionary encoding)."""
 
@@ -124,16 +128,19 @@ class _Dictionary:
         self.index: dict[str, int] = {}
 
     def new(self, names: Sequence[str]) -> list[str] | None:
-        """The names not listed yet, or None when listing them would pass ``MAX_KEYS_PER_BATCH``."""
+        """The names not listed yet, in order, or None when listing them would pass ``MAX_KEYS_PER_BATCH``."""
         index = self.index
-        new = [name for name in dict.fromkeys(names) if name not in index]
+        fresh = dict.fromkeys(names)
+        new = list(fresh) if not index or index.keys().isdisjoint(fresh) else [n for n in fresh if n not in index]
         return new if len(index) + len(new) <= MAX_KEYS_PER_BATCH else None
 
     def ids(self, names: Sequence[str], new: list[str]) -> bytes:
         """The ids column of ``names``, after listing ``new`` (``self.new(names)``)."""
         index = self.index
-        for name in new:
-            index[name] = len(index)
+        start = len(index)
+        index.update(zip(new, range(start, start + len(new)), strict=True))
+        if len(new) == len(names):  # every name new and listed once (a record's first row, a wide row)
+            return _IOTA[2 * start : 2 * (start + len(new))]
         return _pack(IDS_TYPE, list(map(index.__getitem__, names)))
 
 

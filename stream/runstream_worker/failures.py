@@ -43,7 +43,8 @@ DETERMINISTIC_CODES: dict[int, str] = {
 }
 """Failures that the same rows would meet again. ``Too many partitions for single INSERT block`` is
 reported as 252 (TOO_MANY_PARTS, transient) by the engine: the sink never sends more partitions
-than the server allows in one insert, so it is not met."""
+than the server allows in one insert, and reads that limit again after a 252 (it may have been
+lowered since it was read), so the retry passes."""
 
 TRANSIENT_CODES: dict[int, str] = {
     159: "TIMEOUT_EXCEEDED",
@@ -63,6 +64,10 @@ TRANSIENT_CODES: dict[int, str] = {
 """Failures that pass with time; listed to be named in logs. Every code not in
 ``DETERMINISTIC_CODES`` is treated the same way (a schema not migrated yet, access refused: waiting
 loses nothing, a dead letter would)."""
+
+TOO_MANY_PARTS = 252
+"""Also the code of ``Too many partitions for single INSERT block``: the sink reads the server's
+limit again after it."""
 
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 _LEADING_CODE = re.compile(r"^Code:\s*\d+\.\s*")

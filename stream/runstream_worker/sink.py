@@ -9,7 +9,8 @@ are), into a server as clickhouse-connect's Arrow insert. Their views run side b
 deduplication token (the runner's, naming the records it holds), and the run, param and summary
 tables are ReplacingMergeTree. A batch of points spread over more partitions than the server takes
 in one insert (``max_partitions_per_insert_block``) goes in as several inserts of whole partitions,
-each with a token of its own made from the batch's and its partitions'.
+each with a token of its own made from the batch's and its partitions'. That limit is read from the
+server, and read again after a refusal with code 252 (it may have been lowered since).
 
 The way back: ``stored_records`` finds which records (producer id and sequence number) already have
 rows, in which partitions and under which token; ``repair`` inserts the rows stored under a token
@@ -34,7 +35,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from runstream_core.clickhouse import connect, engine_connection
 from runstream_core.settings import ClickHouseSettings
 from runstream_worker.decode import RecordId, StoredRows
-from runstream_worker.failures import error_code
+from runstream_worker.failures import TOO_MANY_PARTS, error_code
 from runstream_worker.rows import RowBatch
 from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
 from runstream_worker.tables._points import Arrays, arrow_table, row_count, take
@@ -214,7 +215,14 @@ class ClickHouseSink:
                     piece_token = None if token is None else f"{name}:{token}"
                     if piece_token is not None and partitions is not None:
                         piece_token = f"{piece_token}:{partitions}"
-                    self.insert_points(name, piece, {**_dedup(piece_token), **POINT_INSERT_SETTINGS})
+                    try:
+                        self.insert_points(name, piece, {**_dedup(piece_token), **POINT_INSERT_SETTINGS})
+                    except Exception as exc:
+                        if error_code(exc) == TOO_MANY_PARTS:
+                            # Too many parts, or too many partitions for one insert: the server's
+                            # limit may have been lowered since it was read; read it again on retry.
+                            self._partition_limit = None
+                        raise
             client = self._ensure_client()
             if rows.params:
                 client.insert("params", rows.params, column_names=params.COLUMNS)

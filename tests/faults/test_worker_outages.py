@@ -61,7 +61,9 @@ def test_a_broker_restart_under_a_running_worker_loses_and_doubles_nothing(
     worker_factory: Callable[[Settings], WorkerProcess],
     clickhouse_factory: Callable[[Settings], Client],
 ) -> None:
-    settings = pipeline_settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
+    # The job's finish waits for the broker as long as a loaded machine may take to restart it,
+    # rather than leaving its last records to `runstream sync`.
+    settings = pipeline_settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "finish_timeout_s": 300.0})
     worker = worker_factory(settings)
     before, after = Workload(run_id="before", batches=10), Workload(run_id="after", batches=10)
     feed = Feed(settings)

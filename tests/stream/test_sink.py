@@ -18,6 +18,7 @@ from runstream_core.events import (
 )
 from runstream_core.hardware_keys import GPU_UTILIZATION_PERCENT
 from runstream_worker.decode import SourceRecord, StoredRows, decode_batch
+from runstream_worker.failures import Failure, classify
 from runstream_worker.migrate import migrate
 from runstream_worker.rows import RowBatch, to_rows
 from runstream_worker.sink import ClickHouseSink, split_by_partition
@@ -218,6 +219,33 @@ def test_a_batch_over_more_partitions_than_one_insert_takes_goes_in_by_partition
         assert [n for *_, n in found] == [100, 100, 50]
         assert [token for token, *_ in found] == [f"{table}:sync@1:{first}-{last}" for _, first, last, _ in found]
     assert pieces["hardware"][0][1:3] == ("20231114", "20240221")
+
+
+def test_a_partition_limit_lowered_since_it_was_read_is_read_again_after_the_refusal(
+    chdb_settings: Settings,
+) -> None:
+    migrate(chdb_settings)
+    sink = ClickHouseSink(chdb_settings)
+    try:
+        sink._partition_limit = 1_000  # as read before the server's limit was lowered to 100
+        rows = spread_over_days(150)
+        with pytest.raises(DatabaseError) as refused:
+            sink.write(rows, token="late@1")
+        assert classify(refused.value) == Failure(False, 252, str(refused.value).strip())  # transient
+        sink.write(rows, token="late@1")  # the retry, as the runner makes it
+        assert sink.partition_limit() == 100
+    finally:
+        sink.close()
+    client = connect(chdb_settings)
+    try:
+        counts = client.query(
+            "SELECT (SELECT count() FROM metrics), (SELECT uniqExact(insert_token) FROM metrics), "
+            "(SELECT count() FROM hardware), (SELECT uniqExact(insert_token) FROM hardware)"
+        ).result_rows
+        assert rollup_differences(client) == []
+    finally:
+        client.close()
+    assert counts == [(150, 2, 300, 2)]
 
 
 def test_split_by_partition_keeps_batches_within_the_limit_whole() -> None:
