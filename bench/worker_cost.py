@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the points")
     parser.add_argument("--two-cores", action="store_true", help="also store them with both cores, two ways")
     parser.add_argument("--takes-at-once", type=int, default=2, help="takes one worker process holds at once")
+    parser.add_argument("--no-processes", action="store_true", help="with --two-cores: the one-process way only")
     args = parser.parse_args()
     if args.quick:
         args.runs = 10
@@ -228,9 +229,10 @@ def main() -> None:
             with console.status(f"one worker process, {args.takes_at_once} takes at once"):
                 seconds = threaded(made, args, Path(tmp) / "threaded")
             two_cores["thread_points_per_s"] = round(points / seconds)
-            with console.status("two worker processes through runstream serve"):
-                seconds = processes(args, Path(tmp) / "processes")
-            two_cores["processes_points_per_s"] = round(points / seconds)
+            if not args.no_processes:
+                with console.status("two worker processes through runstream serve"):
+                    seconds = processes(args, Path(tmp) / "processes")
+                two_cores["processes_points_per_s"] = round(points / seconds)
         console.print(f"both cores: {two_cores}")
     per_million = {name: round(seconds * 1_000_000 / points, 3) for name, seconds in spent.items()}
     total = sum(per_million.values())
