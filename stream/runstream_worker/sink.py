@@ -13,9 +13,9 @@ each with a token of its own made from the batch's and its partitions'. That lim
 server, and read again after a refusal with code 252 (it may have been lowered since).
 
 The way back: ``stored_records`` finds which records (producer id and sequence number) already have
-rows, in which partitions and under which token; ``repair`` inserts the rows stored under a token
-once more, under that token (one ``INSERT ... SELECT`` in ClickHouse), which fills the materialized
-views a killed insert left short and changes nothing where they are whole. ``running_runs`` reads
+rows, in which partitions and under which token; ``repair`` reads the rows stored under a token
+back as Arrow and inserts them once more, the same way, under that token, which fills the
+materialized views a killed insert left short and changes nothing where they are whole. ``running_runs`` reads
 back the runs stored as running, to seed the liveness tracker.
 """
 
@@ -99,7 +99,8 @@ def _settings_clause(settings: Mapping[str, str | int]) -> str:
 
 
 class ClickHouseSink:
-    """Writes row batches; one client, used by one thread at a time (chDB is single-session)."""
+    """Writes row batches; one client (and, embedded, one engine handle for point inserts), used by
+    one thread at a time."""
 
     def __init__(self, settings: ClickHouseSettings) -> None:
         self._settings = settings
@@ -151,7 +152,6 @@ class ClickHouseSink:
 
         Only safe while the server still remembers the token (its deduplication window): the raw
         table and every view that was written then skip the insert, the views left short take it.
-        The rows go from the table back into it inside ClickHouse.
         """
         name = token.split(":", 1)[0]
         table = POINT_TABLES.get(name)
