@@ -25,7 +25,8 @@ from sdk_overhead import hardware_sample_figures
 import runstream
 from runstream._spool import read_spool
 from runstream.settings import Settings
-from runstream_core.events import HardwareBatch, decode_event
+from runstream_core.columns import to_batch
+from runstream_core.events import HardwareBatch, HardwareColumns, decode_event
 
 
 def keep_gpus_busy(seconds: float, stop: threading.Event, log: runstream.Run) -> str:
@@ -68,9 +69,9 @@ def main() -> None:
         report = run.finish()
         assert report.spool_path is not None
         batches = [
-            e
+            to_batch(e) if isinstance(e, HardwareColumns) else e  # wire format v2's columns as lists
             for e in map(decode_event, (r.payload for r in read_spool(Path(report.spool_path))))
-            if isinstance(e, HardwareBatch)
+            if isinstance(e, HardwareBatch | HardwareColumns)
         ]
     last: dict[str, dict[str, float]] = defaultdict(dict)
     for batch in batches:

@@ -7,17 +7,23 @@ the worker has committed everything, the figures come from the stored rows thems
 
 - ``points_per_s``: stored points / (last insert time - first log() time): what the pipeline sustained;
 - ``freshness_p50_s`` / ``freshness_p99_s``: per point, the time from its ``log()`` call (the row's
-  ``ts``) to the insert that made it visible (``ingested_records.ingested_at``, set by ClickHouse).
+  ``ts``) to the insert that made it visible (``ingested_records.ingested_at``, set by ClickHouse);
+- ``engine_points_per_s``: the same rows (up to 2 million of them, in the order takes hold them)
+  inserted once more, in the same run, into a bare MergeTree of the same columns (no views) by the
+  fastest path the engine has (an Arrow table through chDB's ``Python()``): the ceiling here;
+  ``fraction_of_engine_limit`` is the pipeline's share of it;
+- ``worker_peak_rss_mb``: the worker process's peak resident memory (VmHWM).
 
 Peer: an MLflow tracking server (sqlite backend, one worker) fed the same kind of points with
 ``log_batch`` of 1,000 metrics; skipped (null) where mlflow is not installed (it lives in the
-``bench`` extra). Needs a running broker (`make kafka-up`; RUNSTREAM_KAFKA_BOOTSTRAP for another).
-Last line: one JSON object with the figures.
+``bench`` extra). Uses the broker RUNSTREAM_KAFKA_BOOTSTRAP names, or starts one of its own
+(``deploy/kafka/kafka.sh``) and stops it at the end. Last line: one JSON object with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -28,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +43,13 @@ from rich.console import Console
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_cli.worker_process import WorkerProcess
-from runstream_core.clickhouse import connect
+from runstream_core.clickhouse import connect, engine_connection
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ENGINE_LIMIT_TABLE = "engine_limit"
 
 FIGURES_SQL = """
 WITH visible AS (
@@ -95,6 +106,7 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
         f"for {args.seconds:g}s"
     )
     worker = WorkerProcess(settings, workdir / "worker.log").start().wait_ready()
+    peak_rss_mb = 0.0
     try:
         ctx = multiprocessing.get_context("spawn")
         rate = args.rate / args.jobs
@@ -107,6 +119,7 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
             raise SystemExit(f"jobs left points undelivered or dropped: {results}")
         with console.status("waiting for the worker to commit everything"):
             wait_caught_up(settings, timeout_s=900, poll_s=0.2)
+        peak_rss_mb = peak_rss(worker.pid)
     finally:
         worker.stop()
     client = connect(settings)
@@ -117,13 +130,67 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
     if stored != logged:
         raise SystemExit(f"stored {stored:,} points, logged {logged:,}; see {worker.log_path}")
     seconds = (last_ms - first_ms) / 1000
+    with console.status("the same rows into a bare MergeTree: the engine's limit"):
+        engine_rate = engine_limit(settings)
     return {
         "points": stored,
         "seconds": round(seconds, 3),
         "points_per_s": round(stored / seconds),
+        "engine_points_per_s": round(engine_rate),
+        "fraction_of_engine_limit": round(stored / seconds / engine_rate, 3),
         "freshness_p50_s": round(p50_ms / 1000, 3),
         "freshness_p99_s": round(p99_ms / 1000, 3),
+        "worker_peak_rss_mb": round(peak_rss_mb, 1),
     }
+
+
+def peak_rss(pid: int) -> float:
+    """Peak resident memory of process ``pid`` in MiB (Linux's VmHWM; 0 where /proc has none)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def engine_limit(settings: BenchSettings) -> float:
+    """Points per second the engine takes the stored metric rows at, into a MergeTree of the same
+    columns with no views, as one Arrow table through ``Python()`` (the worker's own path, less
+    the views); the worker has stopped, so the engine is this process's."""
+    engine = engine_connection(settings)
+    try:
+        columns = "team, project, run_id, key, step, ts, value, producer_id, seq, rank"
+        rows = engine.query(f"SELECT {columns} FROM metrics", "ArrowTable")
+        engine.query(f"CREATE TABLE {ENGINE_LIMIT_TABLE} AS metrics")  # columns, codecs, order: no views
+        started = time.perf_counter()
+        engine.query(f"INSERT INTO {ENGINE_LIMIT_TABLE} ({columns}) SELECT {columns} FROM Python(rows)")
+        seconds = time.perf_counter() - started
+        engine.query(f"DROP TABLE {ENGINE_LIMIT_TABLE}")
+        return float(rows.num_rows / seconds)
+    finally:
+        engine.close()
+
+
+@contextlib.contextmanager
+def broker(workdir: Path, console: Console) -> Iterator[None]:
+    """The broker RUNSTREAM_KAFKA_BOOTSTRAP names, or one started here for the run."""
+    if os.environ.get("RUNSTREAM_KAFKA_BOOTSTRAP"):
+        yield
+        return
+    script = ROOT / "deploy" / "kafka" / "kafka.sh"
+    directory = workdir / "kafka"
+    with console.status("starting a Kafka broker (deploy/kafka/kafka.sh)"):
+        started = subprocess.run(
+            [str(script), "up", "--dir", str(directory)], capture_output=True, text=True, check=True
+        )
+    os.environ["RUNSTREAM_KAFKA_BOOTSTRAP"] = started.stdout.strip().splitlines()[-1]
+    try:
+        yield
+    finally:
+        subprocess.run([str(script), "down", "--dir", str(directory)], capture_output=True, check=False)
+        del os.environ["RUNSTREAM_KAFKA_BOOTSTRAP"]
 
 
 def free_port() -> int:
@@ -223,13 +290,17 @@ def main() -> None:
             "keys": args.keys,
             "offered_points_per_s": args.rate,
         }
-        figures.update(run_pipeline(args, workdir, console))
+        with broker(workdir, console):
+            figures.update(run_pipeline(args, workdir, console))
         mlflow_rate = run_mlflow(args.mlflow_points, args.keys, workdir, console)
     figures["mlflow_points_per_s"] = round(mlflow_rate) if mlflow_rate else None
     figures["speedup_vs_mlflow"] = round(figures["points_per_s"] / mlflow_rate, 1) if mlflow_rate else None
     console.print(
         f"runstream: {figures['points']:,} points at {figures['points_per_s']:,} points/s end to end, "
-        f"freshness p50 {figures['freshness_p50_s']}s p99 {figures['freshness_p99_s']}s"
+        f"freshness p50 {figures['freshness_p50_s']}s p99 {figures['freshness_p99_s']}s; "
+        f"the engine alone takes {figures['engine_points_per_s']:,} points/s "
+        f"({figures['fraction_of_engine_limit']:.0%} of it reached); "
+        f"worker peak RSS {figures['worker_peak_rss_mb']} MiB"
     )
     if mlflow_rate:
         console.print(f"MLflow server: {mlflow_rate:,.0f} points/s -> runstream is {figures['speedup_vs_mlflow']}x")

@@ -2,9 +2,10 @@
 
 Kafka refuses a record over the producer's ``max_request_size`` (kafka-python checks it before
 sending) or the broker's ``message.max.bytes``, and a refused record would block every one queued
-behind it. Metric and hardware batches are cut by points; a run's start or update is cut by its
-params and summary entries (the params a start cannot carry follow in updates of the same
-instant, which the worker stores alike). Anything else that is too large cannot be cut.
+behind it. Metric and hardware batches are cut by points (binary-column ones read back and written
+again, each part with the keys it uses); a run's start or update is cut by its params and summary
+entries (the params a start cannot carry follow in updates of the same instant, which the worker
+stores alike). Anything else that is too large cannot be cut.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import Any
 
 import msgspec
 
+from runstream_core.columns import to_batch, to_columns
 from runstream_core.events import (
     APPEND_ONLY_EVENTS,
+    COLUMN_EVENTS,
     Event,
     HardwareBatch,
+    HardwareColumns,
     MetricBatch,
+    MetricColumns,
     RunStart,
     RunUpdate,
     encode_event,
@@ -84,6 +89,8 @@ def _columns(event: Any, names: Sequence[str], pieces: int) -> list[Event] | Non
 
 def _cut(event: Event, pieces: int) -> list[Event] | None:
     """``event`` cut into (at most) ``pieces`` events of about equal size; None when it cannot be cut."""
+    if isinstance(event, COLUMN_EVENTS):
+        return _cut_columns(event, pieces)
     if isinstance(event, MetricBatch):
         return _columns(event, ("keys", "steps", "ts_ms", "values"), pieces)
     if isinstance(event, HardwareBatch):
@@ -93,6 +100,22 @@ def _cut(event: Event, pieces: int) -> list[Event] | None:
     if isinstance(event, RunUpdate):
         return _cut_update(event, pieces)
     return None
+
+
+def _cut_columns(event: MetricColumns | HardwareColumns, pieces: int) -> list[Event] | None:
+    """A v2 batch cut as its v1 equivalent is, each piece written as v2 again."""
+    try:
+        points = to_batch(event)
+    except msgspec.ValidationError:  # points out of bounds: nothing a cut would mend
+        return None
+    cut = _cut(points, pieces)
+    if cut is None:
+        return None
+    out: list[Event] = []
+    for piece in cut:
+        assert isinstance(piece, (MetricBatch, HardwareBatch))
+        out.extend(to_columns(piece))
+    return out
 
 
 def _cut_start(event: RunStart, pieces: int) -> list[Event] | None:

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from runstream._kafka import RecordSender, kafka_sender, too_large
 from runstream._private import tighten, write_private
 from runstream._split import split_for_replay
 from runstream._spool import SEGMENT_SUFFIX, SYNCED_MARKER, ReadStats, SpooledRecord, read_spool, segment_paths
 from runstream.settings import Settings
+from runstream_core.columns import to_batch
 from runstream_core.errors import CommError, UsageError
-from runstream_core.events import decode_event, encode_event
+from runstream_core.events import COLUMN_EVENTS, decode_event, encode_event
 from runstream_core.log import get_logger
 
 log = get_logger("runstream.sync")
@@ -118,7 +121,9 @@ class _Replay:
     batch of points or a run's start or update (see ``_split``), and skipped, with a warning, when
     nothing can cut it; neither stops the spool. A record the broker refuses as too large (its
     ``message.max.bytes`` below ``max_record_bytes``) fails the spool: it stays unsynced, to be sent
-    again once the setting is lowered.
+    again once the setting is lowered. Records are sent in the wire format they were spooled in, but
+    with ``wire_version`` 1 (a worker older than wire format v2) binary-column batches are sent as the
+    list batches of the same points, producer id and sequence number.
     """
 
     def __init__(self, spool: Path, sender: RecordSender, settings: Settings, progress: Progress | None) -> None:
@@ -126,6 +131,7 @@ class _Replay:
         self._sender = sender
         self._topics = settings.topics
         self._max_bytes = settings.max_record_bytes
+        self._wire_version = settings.wire_version
         self._progress = progress
         self._outcome = _Outcome()
         self.stats = ReadStats()
@@ -160,9 +166,16 @@ class _Replay:
         except Exception:
             log.warning("spooled record cannot be decoded; skipped", spool=str(self._spool), seq=record.seq)
             return True
-        payloads = [record.payload]
-        if len(record.payload) > self._max_bytes:
-            parts = split_for_replay(event, self._max_bytes, len(record.payload))
+        payload = record.payload
+        if self._wire_version == 1 and isinstance(event, COLUMN_EVENTS):
+            try:
+                event = to_batch(event)
+                payload = encode_event(event)
+            except msgspec.ValidationError as exc:  # the worker will dead-letter it with the reason
+                log.warning("spooled record holds points out of bounds; sent as it is", seq=record.seq, error=str(exc))
+        payloads = [payload]
+        if len(payload) > self._max_bytes:
+            parts = split_for_replay(event, self._max_bytes, len(payload))
             if parts is None:
                 self._skip(record, type(event).__name__, "spooled record too large for Kafka and nothing to cut it by")
                 return True

@@ -30,13 +30,14 @@ from typing import Any
 
 import msgspec
 
-from runstream._buffer import ColumnPacker, PointColumns
+from runstream._buffer import BinaryPacker, ColumnPacker, PointColumns
 from runstream._kafka import RecordSender, kafka_sender, too_large
 from runstream._points import Number, check_points
 from runstream._split import split_event, split_for_replay
 from runstream._spool import SpoolCursor, SpoolWriter
 from runstream.settings import Settings
-from runstream_core.events import Event, MetricBatch, decode_event, encode_event
+from runstream_core.columns import to_columns
+from runstream_core.events import Event, HardwareBatch, MetricBatch, decode_event, encode_event
 from runstream_core.log import WarnOnce, get_logger
 from runstream_core.topics import INPUTS, TopicCode
 
@@ -167,7 +168,12 @@ class Transport:
         self._max_buffered = settings.max_buffered_points
         self._record_points = settings.max_points_per_record
         self._wake_at = self._record_points
-        self._packer = ColumnPacker(self._warn_once_fields)
+        self._wire_version = settings.wire_version
+        self._packer: ColumnPacker | BinaryPacker = (
+            BinaryPacker(self._warn_once_fields, self._record_points)
+            if self._wire_version == 2
+            else ColumnPacker(self._warn_once_fields)
+        )
         self._seq = 0
         self._packing = False
         self._spool = self._open_spool(spool_dir)
@@ -362,22 +368,44 @@ class Transport:
                 if type(item) is tuple:
                     self._packed_points += len(item[3])
                     packer.add(item)
-                    if len(packer.columns) >= limit:
+                    if len(packer) >= limit:
                         self._emit_points()
                 else:
                     self._emit_points()
-                    stamped = msgspec.structs.replace(item, producer_id=self.producer_id, seq=self._seq)
-                    self._emit(_TOPIC_OF[type(item)], stamped)
+                    self._emit_event(item)
             self._emit_points()
             self._flush_spool()
         finally:
             self._packing = False
 
     def _emit_points(self) -> None:
-        columns = self._packer.take()
+        packer = self._packer
+        if isinstance(packer, BinaryPacker):
+            ident = self._identity
+            for record in packer.take():
+                event = record.build(
+                    producer_id=self.producer_id,
+                    seq=self._seq,
+                    rank=ident.rank,
+                    run_id=ident.run_id,
+                    team=ident.team,
+                    project=ident.project,
+                )
+                self._emit(TopicCode.METRICS, event)
+            return
+        columns = packer.take()
         size = self._record_points
         for start in range(0, len(columns), size):
             self._emit(TopicCode.METRICS, self._metric_batch(columns, start, start + size))
+
+    def _emit_event(self, event: Event) -> None:
+        """Number and emit an event published by the run (in wire format v2, a hardware sample as binary columns)."""
+        parts: list[Any] = (
+            to_columns(event) if self._wire_version == 2 and isinstance(event, HardwareBatch) else [event]
+        )
+        for part in parts:
+            stamped = msgspec.structs.replace(part, producer_id=self.producer_id, seq=self._seq)
+            self._emit(_TOPIC_OF[type(part)], stamped)
 
     def _metric_batch(self, columns: PointColumns, start: int, stop: int) -> MetricBatch:
         ident = self._identity

@@ -36,6 +36,12 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     the broker's ``message.max.bytes`` (1 MiB by default, with its own overhead): raise this only with it
     (RUNSTREAM_MAX_RECORD_BYTES)."""
 
+    wire_version: int = Field(default=2, ge=1, le=2)
+    """Wire format of metric and hardware records (RUNSTREAM_WIRE_VERSION): 2 sends binary columns
+    (``metric_columns``, ``hardware_columns``; docs/wire-format.md), 1 the list batches
+    (``metric_batch``, ``hardware_batch``) that workers older than wire format v2 read; ``runstream
+    sync`` then sends spooled v2 batches as lists too. A v2 worker reads both."""
+
     max_buffered_points: int = Field(default=2_000_000, ge=1000)
     """Bound on points held in SDK memory; beyond it points are refused and counted as
     ``overflow_points`` in the report ``finish()`` returns (RUNSTREAM_MAX_BUFFERED_POINTS)."""

@@ -56,13 +56,15 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     from runstream_core import json_schema
 
     if args.check:
-        current = json_schema.export_path().read_text() if json_schema.export_path().exists() else ""
-        if current != json_schema.render():
-            print(f"{json_schema.export_path()} is out of date: run `runstream schemas`", file=sys.stderr)
+        stale = json_schema.stale()
+        for path in stale:
+            print(f"{path} is out of date: run `runstream schemas`", file=sys.stderr)
+        if stale:
             return 1
         print("JSON Schema export is up to date")
         return 0
-    print(json_schema.write())
+    for path in json_schema.write():
+        print(path)
     return 0
 
 

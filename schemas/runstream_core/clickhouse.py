@@ -7,6 +7,7 @@ when a client is made: training jobs never load it.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from runstream_core.credentials import client_credentials
@@ -44,3 +45,21 @@ def connect(settings: ClickHouseSettings, *, with_database: bool = True, **kwarg
     return clickhouse_connect.get_client(
         dsn=settings.target.url, database=database or "default", username=username, password=password, **kwargs
     )
+
+
+def engine_connection(settings: ClickHouseSettings) -> Any:
+    """A ``chdb.connect`` handle on the embedded engine of ``settings.target``, for what only the
+    engine's own API does: inserting numpy columns through its ``Python()`` table function, with no
+    value per row serialised. It is a session of its own on the one engine of the process (chDB
+    allows any number of handles to one path, and runs their queries in parallel); its current
+    database is runstream's. ``ValueError`` for a server target."""
+    path = settings.target.path
+    if path is None:
+        raise ValueError(f"{settings.target.url!r} is a server: only the embedded engine has a handle")
+    import chdb
+    from clickhouse_connect.driver.binding import quote_identifier
+
+    # The spelling clickhouse-connect gives the engine: chDB compares paths literally.
+    handle = chdb.connect(os.path.realpath(path))
+    handle.query(f"USE {quote_identifier(settings.clickhouse_database)}")
+    return handle

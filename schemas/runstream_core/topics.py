@@ -10,7 +10,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.events import (
+    Event,
+    HardwareBatch,
+    HardwareColumns,
+    Heartbeat,
+    MetricBatch,
+    MetricColumns,
+    RunEnd,
+    RunStart,
+    RunUpdate,
+)
 
 
 class TopicCode(enum.IntEnum):
@@ -33,8 +43,13 @@ class Topic:
 
 
 RUNS = Topic("runs", TopicCode.RUNS, (RunStart, RunUpdate, RunEnd, Heartbeat), "run lifecycle and heartbeats")
-METRICS = Topic("metrics", TopicCode.METRICS, (MetricBatch,), "metric batches")
-HARDWARE = Topic("hardware", TopicCode.HARDWARE, (HardwareBatch,), "hardware samples (CPU, RAM, disk, network, GPUs)")
+METRICS = Topic("metrics", TopicCode.METRICS, (MetricBatch, MetricColumns), "metric batches (v1 lists or v2 columns)")
+HARDWARE = Topic(
+    "hardware",
+    TopicCode.HARDWARE,
+    (HardwareBatch, HardwareColumns),
+    "hardware samples (CPU, RAM, disk, network, GPUs; v1 lists or v2 columns)",
+)
 DEAD_LETTERS = Topic(
     "dead-letters", None, (), "records the worker could not store, with the reason and source offset in headers"
 )

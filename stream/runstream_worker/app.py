@@ -122,4 +122,8 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Re
 
     for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)
-        app.agent(topic, name=f"write-{topic_name}")(consume)
+        # Point topics may have several takes in hand: one is decoded while another is stored (the
+        # engine releases the GIL), and Faust commits an offset only once every take before it is acked.
+        # Lifecycle events stay one take at a time: their order is the runs' state.
+        concurrency = 1 if topic_name == topics.runs else settings.worker_takes_at_once
+        app.agent(topic, name=f"write-{topic_name}", concurrency=concurrency)(consume)

@@ -2,8 +2,11 @@
 
 Which events a record may hold is the core topics table's (``runstream_core.topics``): a record
 whose topic is not one of the pipeline's, or whose event its topic does not carry, is rejected.
-Each event keeps the record it came from (``sources``), so that it can still be dead-lettered if the
-store refuses it; ``dedup_token`` names a set of such records for ClickHouse's insert deduplication.
+A wire format v2 batch (``metric_columns``, ``hardware_columns``) is read with numpy
+(``runstream_worker.columns``) and its points checked here, so that one out of bounds rejects the record
+with the field it breaks. Each event keeps the record it came from (``sources``), so that it can still be
+dead-lettered if the store refuses it; ``dedup_token`` names a set of such records for ClickHouse's
+insert deduplication.
 """
 
 from __future__ import annotations
@@ -18,8 +21,18 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from runstream_core.events import APPEND_ONLY_EVENTS, Event, HardwareBatch, MetricBatch, decode_event
+from runstream_core.events import (
+    APPEND_ONLY_EVENTS,
+    COLUMN_EVENTS,
+    Event,
+    HardwareBatch,
+    HardwareColumns,
+    MetricBatch,
+    MetricColumns,
+    decode_event,
+)
 from runstream_core.topics import Topics
+from runstream_worker import columns
 from runstream_worker.rows import RowBatch, to_rows
 from runstream_worker.tables import hardware, metrics
 from runstream_worker.tables.runs import LiveFields, RunKey
@@ -104,6 +117,12 @@ def decode_batch(records: Sequence[SourceRecord], topic_prefix: str) -> DecodedB
                 Rejected(record, f"event type {type(event).__name__} does not belong on {record.topic}")
             )
             continue
+        if isinstance(event, COLUMN_EVENTS):
+            try:
+                columns.check(event)
+            except msgspec.ValidationError as exc:
+                out.rejected.append(Rejected(record, f"invalid event: {exc}"))
+                continue
         if isinstance(event, APPEND_ONLY_EVENTS) and event.producer_id:
             record_id = (event.producer_id, event.seq)
             if record_id in seen:
@@ -137,14 +156,22 @@ def drop_stored(
         if not isinstance(event, APPEND_ONLY_EVENTS) or record not in partitions:
             kept_events.append(event)
             kept_sources.append(source)
-        elif rows[record] >= len(event.keys):
+        elif rows[record] >= _points(event):
             replays += 1
         else:
-            table = metrics if isinstance(event, MetricBatch) else hardware
-            keep = ~np.isin(table.partition_ids(event.ts_ms), sorted(partitions[record]))
-            kept_events.append(_points_where(event, keep.tolist()))
+            table = metrics if isinstance(event, (MetricBatch, MetricColumns)) else hardware
+            if isinstance(event, MetricColumns | HardwareColumns):
+                keep = ~np.isin(table.partition_ids(columns.times(event)), sorted(partitions[record]))
+                kept_events.append(columns.where(event, keep))
+            else:
+                keep = ~np.isin(table.partition_ids(event.ts_ms), sorted(partitions[record]))
+                kept_events.append(_points_where(event, keep.tolist()))
             kept_sources.append(source)
     return kept_events, kept_sources, replays
+
+
+def _points(event: MetricBatch | HardwareBatch | MetricColumns | HardwareColumns) -> int:
+    return columns.point_count(event) if isinstance(event, COLUMN_EVENTS) else len(event.keys)
 
 
 def _points_where(event: MetricBatch | HardwareBatch, keep: list[bool]) -> Event:

@@ -1,9 +1,9 @@
 """Turning decoded events into rows for every table: ``to_rows`` and ``build_rows``, pure steps.
 
 ``RowBatch`` holds one batch's rows per table; each ``add_*`` hands an event to the mapping of the
-tables it feeds (``runstream_worker.tables``). Point tables stay column-wise. ``build_rows`` adds
-each event whole or not at all: an event whose rows cannot be built is left out and named, with the
-exception, so that it can be set aside while the rest is stored.
+tables it feeds (``runstream_worker.tables``). Point tables are numpy columns (``PointColumns``).
+``build_rows`` adds each event whole or not at all: an event whose rows cannot be built is left out
+and named, with the exception, so that it can be set aside while the rest is stored.
 """
 
 from __future__ import annotations
@@ -12,8 +12,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.events import (
+    Event,
+    HardwareBatch,
+    HardwareColumns,
+    Heartbeat,
+    MetricBatch,
+    MetricColumns,
+    RunEnd,
+    RunStart,
+    RunUpdate,
+)
+from runstream_worker.columns import hardware_arrays, metric_arrays
 from runstream_worker.tables import hardware, metrics, params, runs, summary
+from runstream_worker.tables._points import PointColumns
 from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields, RunKey, run_key
 
 
@@ -21,8 +33,8 @@ from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields, RunKey, run
 class RowBatch:
     """Rows for every table from one batch of Kafka records (``health``: from the worker itself)."""
 
-    metrics: list[list[Any]] = field(default_factory=metrics.columns)
-    hardware: list[list[Any]] = field(default_factory=hardware.columns)
+    metrics: PointColumns = field(default_factory=metrics.columns)
+    hardware: PointColumns = field(default_factory=hardware.columns)
     runs: list[list[Any]] = field(default_factory=list)
     params: list[list[Any]] = field(default_factory=list)
     summary: list[list[Any]] = field(default_factory=list)
@@ -33,11 +45,11 @@ class RowBatch:
 
     @property
     def metric_points(self) -> int:
-        return len(self.metrics[0])
+        return len(self.metrics)
 
     @property
     def hardware_readings(self) -> int:
-        return len(self.hardware[0])
+        return len(self.hardware)
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -61,6 +73,14 @@ class RowBatch:
     def add_hardware(self, batch: HardwareBatch) -> None:
         hardware.extend(self.hardware, batch)
 
+    def add_metric_columns(self, record: MetricColumns) -> None:
+        """A wire format v2 batch; its bounds were checked when it was decoded."""
+        metrics.extend_arrays(self.metrics, record, metric_arrays(record, check=False))
+
+    def add_hardware_columns(self, record: HardwareColumns) -> None:
+        """A wire format v2 batch; its bounds were checked when it was decoded."""
+        hardware.extend_arrays(self.hardware, record, hardware_arrays(record, check=False))
+
     def add_run_start(self, event: RunStart) -> None:
         self.runs.append(runs.started(event, self.live.get(run_key(event.run), NO_LIVE_FIELDS)))
         self.params.extend(params.rows(event.run, event.params, runs.version(event)))
@@ -82,7 +102,11 @@ class RowBatch:
 
     def add(self, event: Event) -> None:
         """Add any event to the tables it feeds."""
-        if isinstance(event, MetricBatch):
+        if isinstance(event, MetricColumns):
+            self.add_metric_columns(event)
+        elif isinstance(event, HardwareColumns):
+            self.add_hardware_columns(event)
+        elif isinstance(event, MetricBatch):
             self.add_metrics(event)
         elif isinstance(event, HardwareBatch):
             self.add_hardware(event)
@@ -97,15 +121,13 @@ class RowBatch:
 
     def add_whole(self, event: Event) -> None:
         """``add``, or, if it raises, leave every table as it was and let the exception through."""
-        points, readings = self.metric_points, self.hardware_readings
+        points, readings = self.metrics.mark(), self.hardware.mark()
         sizes = (len(self.runs), len(self.params), len(self.summary), self.heartbeats)
         try:
             self.add(event)
         except Exception:
-            for column in self.metrics:
-                del column[points:]
-            for column in self.hardware:
-                del column[readings:]
+            self.metrics.cut(points)
+            self.hardware.cut(readings)
             del self.runs[sizes[0] :], self.params[sizes[1] :], self.summary[sizes[2] :]
             self.heartbeats = sizes[3]
             raise

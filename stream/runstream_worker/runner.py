@@ -246,23 +246,27 @@ class Runner:
         delay = self._backoff.first_s
         while True:
             try:
-                prepared = await self._on_clickhouse(self._prepare, events, sources, live)
+                # The lookup and the first insert in one call on the ClickHouse thread: a take handled
+                # alongside (``worker_takes_at_once``) cannot look its records up in between.
+                prepared, failed = await self._on_clickhouse(self._prepare_and_write, events, sources, live)
                 break
             except Exception as exc:
                 log.error("clickhouse lookup failed; retrying", error=repr(exc)[:500], retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff.max_s)
         done = Stored(Counter(prepared.rows.counts()), prepared.replays, prepared.rejected)
-        if not prepared.rows:
+        if failed is None:
             return done
         events, sources = prepared.events, prepared.sources
         delay, tries = self._backoff.first_s, 0
         while True:
-            try:
-                await self._on_clickhouse(self._sink.write, prepared.rows, prepared.token)
-                return done
-            except Exception as exc:
-                failure = classify(exc)
+            if failed is None:
+                try:
+                    await self._on_clickhouse(self._sink.write, prepared.rows, prepared.token)
+                    return done
+                except Exception as exc:
+                    failed = exc
+            failure, failed = classify(failed), None
             if not failure.deterministic:
                 log.error("clickhouse insert failed; retrying", error=failure.message[:500], retry_in_s=delay)
             else:
@@ -305,6 +309,20 @@ class Runner:
             tries=tries,
             of=self._insert_tries,
         )
+
+    def _prepare_and_write(
+        self, events: list[Event], sources: list[SourceRecord], live: Mapping[RunKey, LiveFields]
+    ) -> tuple[_Prepared, Exception | None]:
+        """``_prepare``, then the first insert of its rows: the prepared set and what the insert raised
+        (None: stored, or nothing to store). A failed lookup raises."""
+        prepared = self._prepare(events, sources, live)
+        if not prepared.rows:
+            return prepared, None
+        try:
+            self._sink.write(prepared.rows, prepared.token)
+        except Exception as exc:
+            return prepared, exc
+        return prepared, None
 
     def _prepare(
         self, events: list[Event], sources: list[SourceRecord], live: Mapping[RunKey, LiveFields]

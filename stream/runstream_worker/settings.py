@@ -28,6 +28,12 @@ class WorkerSettings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     worker_flush_interval_s: float = Field(default=1.0, gt=0)
     """Longest time the worker holds a partial batch (RUNSTREAM_WORKER_FLUSH_INTERVAL_S)."""
 
+    worker_takes_at_once: int = Field(default=1, ge=1, le=8)
+    """Takes of each point topic (metrics, hardware) the worker has in hand at once: with 2, one is
+    decoded while another is stored, on a second core (the engine releases the GIL); lifecycle
+    records are always one take at a time. No faster for wire format v2, whose decoding is a few per
+    cent of the work (docs/architecture.md) (RUNSTREAM_WORKER_TAKES_AT_ONCE)."""
+
     worker_commit_interval_s: float = Field(default=1.0, gt=0)
     """How often the worker commits offsets of inserted records (RUNSTREAM_WORKER_COMMIT_INTERVAL_S)."""
 

@@ -1,41 +1,50 @@
 """ClickHouse sink: the worker's only I/O with ClickHouse, and nothing else (no retry, no counting).
 
-``write`` inserts one batch into every table it touches. A batch is idempotent to retry: each
-insert carries a deduplication token (the runner's, naming the records it holds), and the run,
-param and summary tables are ReplacingMergeTree. A batch of points spread over more partitions than
-the server takes in one insert (``max_partitions_per_insert_block``) goes in as several inserts of
-whole partitions, each with a token of its own made from the batch's and its partitions'. That
-limit is read from the server, and read again after a refusal with code 252 (it may have been
-lowered since).
+``write`` inserts one batch into every table it touches. Point tables (``metrics``, ``hardware``)
+go in with no Python work per row, as an Arrow table over their numpy columns (names as
+dictionaries): into the embedded engine through its ``Python()`` table function (``INSERT ...
+SELECT ... FROM Python(table)`` on a handle of its own, the engine reading the buffers where they
+are), into a server as clickhouse-connect's Arrow insert. Their views run side by side
+(``parallel_view_processing``). A batch is idempotent to retry: each insert carries a
+deduplication token (the runner's, naming the records it holds), and the run, param and summary
+tables are ReplacingMergeTree. A batch of points spread over more partitions than the server takes
+in one insert (``max_partitions_per_insert_block``) goes in as several inserts of whole partitions,
+each with a token of its own made from the batch's and its partitions'. That limit is read from the
+server, and read again after a refusal with code 252 (it may have been lowered since).
 
 The way back: ``stored_records`` finds which records (producer id and sequence number) already have
-rows, in which partitions and under which token; ``repair`` inserts the rows stored under a token
-once more, under that token, which fills the materialized views a killed insert left short and
-changes nothing where they are whole. ``running_runs`` reads back the runs stored as running, to seed
-the liveness tracker.
+rows, in which partitions and under which token; ``repair`` reads the rows stored under a token
+back as Arrow and inserts them once more, the same way, under that token, which fills the
+materialized views a killed insert left short and changes nothing where they are whole. ``running_runs`` reads
+back the runs stored as running, to seed the liveness tracker.
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from clickhouse_connect.driver.binding import format_str, quote_identifier
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
-from runstream_core.clickhouse import connect
+from runstream_core.clickhouse import connect, engine_connection
 from runstream_core.settings import ClickHouseSettings
 from runstream_worker.decode import RecordId, StoredRows
 from runstream_worker.failures import TOO_MANY_PARTS, error_code
 from runstream_worker.rows import RowBatch
 from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
+from runstream_worker.tables._points import Arrays, arrow_table, row_count, take
 
 POINT_TABLES: dict[str, ModuleType] = {"metrics": metrics, "hardware": hardware}
 """The append-only tables, whose rows a replay would double, by name."""
+
+POINT_INSERT_SETTINGS: dict[str, str | int] = {"parallel_view_processing": 1}
+"""A point table feeds several views; they run side by side rather than one after the other."""
 
 # Replays are found in the rows themselves: a part is written whole or not at all, so a worker
 # killed mid-insert leaves, per partition, either a record's rows (found here) or none.
@@ -46,6 +55,10 @@ WHERE (team, project, run_id) IN {runs:Array(Tuple(String, String, String))}
 GROUP BY producer_id, seq, _partition_id, insert_token
 """
 
+# The skip index is on the token's hash (migration 0008): hashing the dictionary of a
+# LowCardinality column costs next to nothing on insert, indexing the strings themselves did.
+_BY_INSERT_TOKEN = "cityHash64(insert_token) = cityHash64({token:String}) AND insert_token = {token:String}"  # noqa: S105 - a filter, not a secret
+
 
 def _dedup(token: str | None) -> dict[str, str | int]:
     if not token:
@@ -54,40 +67,45 @@ def _dedup(token: str | None) -> dict[str, str | int]:
     return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
-def _pick(column: list[Any], index: list[int]) -> list[Any]:
-    if len(index) == 1:
-        return [column[index[0]]]
-    return list(operator.itemgetter(*index)(column))
-
-
-def split_by_partition(
-    table: ModuleType, columns: list[list[Any]], limit: int
-) -> Iterator[tuple[str | None, list[list[Any]]]]:
+def split_by_partition(table: ModuleType, columns: Arrays, limit: int) -> Iterator[tuple[str | None, Arrays]]:
     """``columns`` of a point table in pieces of at most ``limit`` whole partitions (0: no limit),
-    each with the name of its partitions (``first-last`` ids), or the columns as they are (None).
+    each with the name of its partitions (``first-last`` ids), or the columns as one piece (None).
 
-    Most batches fall in one or two partitions, which the range of their times alone tells; only a
-    batch that may span more than ``limit`` has its rows grouped, column-wise."""
-    ts = columns[table.TS]
-    if limit <= 0 or not ts or table.partition_span(min(ts), max(ts)) <= limit:
+    Most batches fall in one partition, which the range of their times alone tells. Rows of more
+    than one are ordered by partition (stable), the order ``repair`` reads stored rows back in, so
+    that a repeated insert is cut into parts as the first one was."""
+    ts = columns["ts"]
+    assert isinstance(ts, np.ndarray)  # a number column
+    span = table.partition_span(int(ts.min()), int(ts.max())) if len(ts) else 0
+    if span <= 1:
         yield None, columns
         return
     ids = table.partition_ids(ts)
     order = np.argsort(ids, kind="stable")
+    if limit <= 0 or span <= limit:
+        yield None, take(columns, order)
+        return
     keys, starts = np.unique(ids[order], return_index=True)
     bounds = [*starts[::limit].tolist(), len(ts)]
     for piece, (start, stop) in enumerate(itertools.pairwise(bounds)):
-        index = order[start:stop].tolist()
         first, last = keys[piece * limit], keys[min((piece + 1) * limit, len(keys)) - 1]
-        yield f"{first}-{last}", [_pick(column, index) for column in columns]
+        yield f"{first}-{last}", take(columns, order[start:stop])
+
+
+def _settings_clause(settings: Mapping[str, str | int]) -> str:
+    return ", ".join(
+        f"{name} = {value if isinstance(value, int) else format_str(value)}" for name, value in settings.items()
+    )
 
 
 class ClickHouseSink:
-    """Writes row batches; one client, used by one thread at a time (chDB is single-session)."""
+    """Writes row batches; one client (and, embedded, one engine handle for point inserts), used by
+    one thread at a time."""
 
     def __init__(self, settings: ClickHouseSettings) -> None:
         self._settings = settings
         self._client: Client | None = None
+        self._engine: Any = None
         self._partition_limit: int | None = None
         self._lock = threading.Lock()
 
@@ -139,18 +157,20 @@ class ClickHouseSink:
         table = POINT_TABLES.get(name)
         if table is None:
             return 0
-        select = ", ".join("toUnixTimestamp64Milli(ts)" if c == "ts" else c for c in table.COLUMNS)
+        columns = ", ".join(quote_identifier(c) for c in table.COLUMNS)
         with self._lock:
             client = self._ensure_client()
-            stored = client.query(
-                f"SELECT {select} FROM {name} WHERE insert_token = {{token:String}}",  # noqa: S608 - names are ours
+            # Ordered as the sink orders an insert's rows (by partition), and times as timestamps:
+            # a part's deduplication name includes its partition.
+            stored = client.query_arrow(
+                f"SELECT {columns} FROM {name} WHERE {_BY_INSERT_TOKEN} ORDER BY _partition_id",  # noqa: S608
                 parameters={"token": token},
             )
-            columns = [list(column) for column in stored.result_columns]
-            if not columns or not columns[0]:
+            if not stored.num_rows:
                 return 0
-            client.insert(name, columns, column_names=table.COLUMNS, column_oriented=True, settings=_dedup(token))
-        return len(columns[0])
+            # One chunk, as the first insert had: the engine reads a table chunk by chunk.
+            self._insert_arrow(name, stored.combine_chunks(), {**_dedup(token), **POINT_INSERT_SETTINGS})
+        return int(stored.num_rows)
 
     def running_runs(self) -> list[runs.RunningRun]:
         """Runs stored as running: their identity, last heartbeat, last step and newest version."""
@@ -158,30 +178,52 @@ class ClickHouseSink:
             result = self._ensure_client().query(runs.RUNNING_QUERY)
         return [runs.running_run(values) for values in result.result_rows]
 
+    def insert_points(self, name: str, columns: Arrays, settings: Mapping[str, str | int]) -> None:
+        """Insert a point table's ``columns`` (``ts`` in epoch milliseconds) with the insert's
+        ``settings``; the caller holds the lock."""
+        if row_count(columns):
+            self._insert_arrow(name, arrow_table(columns), settings)
+
+    def _insert_arrow(self, name: str, table: Any, settings: Mapping[str, str | int]) -> None:
+        names = ", ".join(quote_identifier(c) for c in POINT_TABLES[name].COLUMNS)
+        if not self._settings.target.embedded:
+            self._ensure_client().insert_arrow(name, table, settings=dict(settings))
+            return
+        if self._engine is None:
+            self._engine = engine_connection(self._settings)
+        # Python() finds the table by its name among this function's locals.
+        runstream_points = table  # noqa: F841 - read by the engine
+        sql = f"INSERT INTO {name} ({names}) SELECT {names} FROM Python(runstream_points)"  # noqa: S608
+        if settings:
+            sql += f" SETTINGS {_settings_clause(settings)}"
+        try:
+            self._engine.query(sql)
+        except Exception as exc:
+            # As clickhouse-connect raises the engine's errors: its code on the exception.
+            raise DatabaseError(str(exc), code=error_code(exc)) from exc
+
     def write(self, rows: RowBatch, token: str | None) -> None:
         """Insert ``rows``; ``token`` names the records they come from, so a retried batch is not
         stored twice."""
         limit = self.partition_limit() if rows.metric_points or rows.hardware_readings else 0
         with self._lock:
-            client = self._ensure_client()
-            for name, columns in (("metrics", rows.metrics), ("hardware", rows.hardware)):
-                if not columns[0]:
+            for name, points in (("metrics", rows.metrics), ("hardware", rows.hardware)):
+                if not len(points):
                     continue
                 table = POINT_TABLES[name]
-                for partitions, piece in split_by_partition(table, columns, limit):
+                for partitions, piece in split_by_partition(table, points.arrays(), limit):
                     piece_token = None if token is None else f"{name}:{token}"
                     if piece_token is not None and partitions is not None:
                         piece_token = f"{piece_token}:{partitions}"
                     try:
-                        client.insert(
-                            name, piece, column_names=table.COLUMNS, column_oriented=True, settings=_dedup(piece_token)
-                        )
+                        self.insert_points(name, piece, {**_dedup(piece_token), **POINT_INSERT_SETTINGS})
                     except Exception as exc:
                         if error_code(exc) == TOO_MANY_PARTS:
                             # Too many parts, or too many partitions for one insert: the server's
                             # limit may have been lowered since it was read; read it again on retry.
                             self._partition_limit = None
                         raise
+            client = self._ensure_client()
             if rows.params:
                 client.insert("params", rows.params, column_names=params.COLUMNS)
             if rows.summary:
@@ -196,3 +238,6 @@ class ClickHouseSink:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None

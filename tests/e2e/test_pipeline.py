@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import msgspec
+import pytest
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -42,11 +43,17 @@ def train(run_index: int, settings: Settings, reports: dict[str, runstream.Run])
         pass
 
 
+@pytest.mark.parametrize("takes_at_once", [1, 2])
 def test_three_runs_arrive_exactly_once_with_params_and_status(
     pipeline_settings: Settings,
     worker_factory: Callable[[Settings], WorkerProcess],
     clickhouse_factory: Callable[[Settings], Client],
+    takes_at_once: int,
 ) -> None:
+    if takes_at_once > 1:  # small takes, several in hand at once on each point topic
+        pipeline_settings = pipeline_settings.model_copy(
+            update={"worker_takes_at_once": takes_at_once, "worker_batch_records": 5}
+        )
     worker = worker_factory(pipeline_settings)
     runs: dict[str, runstream.Run] = {}
     threads = [threading.Thread(target=train, args=(i, pipeline_settings, runs)) for i in range(RUNS)]

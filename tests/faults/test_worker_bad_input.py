@@ -3,7 +3,9 @@ stored exactly once, every rollup equal to its raw aggregate."""
 
 from __future__ import annotations
 
+import math
 import random
+import struct
 from collections.abc import Callable
 
 import msgspec
@@ -11,7 +13,16 @@ from clickhouse_connect.driver.client import Client
 
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
-from runstream_core.events import MAX_PARAMS, encode_event
+from runstream_core.columns import to_columns
+from runstream_core.events import (
+    MAX_EPOCH_MS,
+    MAX_PARAMS,
+    MAX_POINTS_PER_BATCH,
+    Event,
+    HardwareBatch,
+    MetricBatch,
+    encode_event,
+)
 from runstream_worker.lag import wait_caught_up
 from runstream_worker.migrate import migrate
 from tests.faults.worker_support import Feed, Workload, assert_stored_exactly, dead_letters, headers
@@ -144,3 +155,84 @@ def test_a_record_near_kafkas_limit_gets_its_dead_letter_cut_with_the_headers(
     assert "(dead letter cut to its first " in reason and "of 1048000 bytes to fit Kafka's limit)" in reason
     assert 900_000 < len(letter.value) < 1_000_000 and huge.startswith(letter.value)
     assert_stored_exactly(clickhouse_factory(pipeline_settings), [work])
+
+
+def test_hostile_v2_columns_are_dead_lettered_with_the_field_at_fault_and_the_rest_flows(
+    pipeline_settings: Settings,
+    worker_factory: Callable[[Settings], WorkerProcess],
+    clickhouse_factory: Callable[[Settings], Client],
+) -> None:
+    settings = pipeline_settings.model_copy(update={"worker_batch_records": 10})
+    worker = worker_factory(settings)
+    good = [Workload(run_id="v2-good-a", batches=12), Workload(run_id="v2-good-b", team="nlp", batches=12)]
+    sample = Workload(run_id="v2-bad", points=4)
+    (points,) = to_columns(sample.metric_batch(0))
+    (readings,) = to_columns(sample.hardware_batch(0))
+    m = {"type": "metric_columns", **msgspec.structs.asdict(points)}
+    h = {"type": "hardware_columns", **msgspec.structs.asdict(readings)}
+    enc = msgspec.msgpack.encode
+    feed = Feed(settings)
+    t = feed.topics
+    bad: dict[str, tuple[str, bytes]] = {
+        "a column short of points": (t.metrics, enc({**m, "values": m["values"][:-8]})),
+        "a column cut inside an item": (t.metrics, enc({**m, "steps": m["steps"][:-3]})),
+        "a key id past the keys": (t.metrics, enc({**m, "key_ids": struct.pack("<4H", 0, 1, 0, 9)})),
+        "a device id past the devices": (t.hardware, enc({**h, "device_ids": struct.pack("<3H", 0, 1, 3)})),
+        "offsets past 2299": (
+            t.metrics,
+            enc({**m, "ts_base_ms": MAX_EPOCH_MS - 10, "ts_offsets_ms": struct.pack("<4I", 0, 0, 0, 2**32 - 1)}),
+        ),
+        "a negative base": (t.hardware, enc({**h, "ts_base_ms": -1})),
+        "NaN steps as floats": (t.metrics, enc({**m, "steps": [math.nan] * 4})),
+        "NaN steps as float64 bits": (t.metrics, enc({**m, "steps": struct.pack("<d", -math.nan) * 4})),
+        "a truncated record": (t.metrics, encode_event(points)[:-20]),
+        "a truncated column": (t.metrics, enc(m)[:-5]),
+        "a key listed twice": (t.metrics, enc({**m, "keys": ["loss", "loss"]})),
+        "version 1 columns": (t.metrics, enc({**m, "v": 1})),
+        "more points than a batch holds": (t.metrics, enc({**m, "values": bytes(8 * (MAX_POINTS_PER_BATCH + 1))})),
+        "columns on the runs topic": (t.runs, encode_event(points)),
+    }
+    events = [mixed_v2(work) for work in good]
+    for i, (topic, value) in enumerate(bad.values()):
+        feed.events([events[i % 2].pop(0)] if events[i % 2] else [])
+        feed.send(topic, value)
+    for rest in events:
+        feed.events(rest)
+    feed.close()
+
+    letters = dead_letters(settings, len(bad))
+    wait_caught_up(settings, timeout_s=120)
+    assert worker.stop() == 0
+    sent = {value: name for name, (_, value) in bad.items()}
+    reasons = {sent[record.value]: headers(record)["reason"] for record in letters}
+    assert reasons == {
+        "a column short of points": "invalid event: metric columns differ in length: key_ids 4, steps 4, "
+        "ts_offsets_ms 4, values 3 points",
+        "a column cut inside an item": "invalid event: steps holds 29 bytes, not a whole number of 8-byte items",
+        "a key id past the keys": "invalid event: key id 9 is out of range: the record lists 2 keys - at `$.key_ids`",
+        "a device id past the devices": "invalid event: device id 3 is out of range: the record lists 3 devices"
+        " - at `$.device_ids`",
+        "offsets past 2299": f"invalid event: ts_base_ms {MAX_EPOCH_MS - 10} + offset {2**32 - 1} is past "
+        f"{MAX_EPOCH_MS} (the end of 2299) - at `$.ts_offsets_ms`",
+        "a negative base": "invalid event: Expected `int` >= 0 - at `$.ts_base_ms`",
+        "NaN steps as floats": "invalid event: Expected `bytes`, got `array` - at `$.steps`",
+        "NaN steps as float64 bits": f"invalid event: step {struct.unpack('<q', struct.pack('<d', -math.nan))[0]} "
+        "is negative - at `$.steps`",
+        "a truncated record": "invalid event: Input data was truncated",
+        "a truncated column": "invalid event: Input data was truncated",
+        "a key listed twice": "invalid event: keys lists 'loss' twice: a dictionary lists each metric key once",
+        "version 1 columns": "invalid event: unsupported schema version 1 for metric_columns, expected 2 - at `$.v`",
+        "more points than a batch holds": f"invalid event: Expected `bytes` of length <= {8 * MAX_POINTS_PER_BATCH}"
+        " - at `$.values`",
+        "columns on the runs topic": f"event type MetricColumns does not belong on {t.runs}",
+    }
+    assert_stored_exactly(clickhouse_factory(settings), good)
+
+
+def mixed_v2(work: Workload) -> list[Event]:
+    """The workload's events with every metric and hardware batch as v2 columns."""
+    return [
+        part
+        for event in work.events()
+        for part in (to_columns(event) if isinstance(event, MetricBatch | HardwareBatch) else [event])
+    ]

@@ -15,8 +15,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from runstream_core.events import (
     Event,
     HardwareBatch,
+    HardwareColumns,
     Heartbeat,
     MetricBatch,
+    MetricColumns,
     RunEnd,
     RunInfo,
     RunStart,
@@ -128,9 +130,9 @@ class Feed:
         self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **config)
 
     def topic_of(self, event: Event) -> str:
-        if isinstance(event, MetricBatch):
+        if isinstance(event, MetricBatch | MetricColumns):
             return self.topics.metrics
-        if isinstance(event, HardwareBatch):
+        if isinstance(event, HardwareBatch | HardwareColumns):
             return self.topics.hardware
         return self.topics.runs
 

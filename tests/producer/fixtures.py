@@ -9,7 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 from runstream.settings import Settings
-from runstream_core.events import Event, MetricBatch, decode_event
+from runstream_core.columns import to_batch
+from runstream_core.events import COLUMN_EVENTS, Event, MetricBatch, decode_event
+
+
+def as_lists(event: Event) -> Event:
+    """A v2 batch as the v1 batch of the same points (lists, a value per point), any other event as it is:
+    what the tests read points from, whichever wire format the run sent."""
+    return to_batch(event) if isinstance(event, COLUMN_EVENTS) else event
+
+
+def decoded(payload: bytes) -> Event:
+    """A record value decoded, points as lists (``as_lists``)."""
+    return as_lists(decode_event(payload))
 
 
 class _Future:
@@ -51,6 +63,11 @@ class FakeSender:
         self.closed = True
 
     def events(self) -> list[Event]:
+        """The events sent, points as lists (``as_lists``)."""
+        return [decoded(value) for _, _, value in self.sent]
+
+    def wire_events(self) -> list[Event]:
+        """The events sent, as they were on the wire."""
         return [decode_event(value) for _, _, value in self.sent]
 
     def points(self) -> list[tuple[str, int, float]]:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from runstream._spool import read_spool
-from runstream_core.events import MetricBatch, RunEnd, RunStart, RunStatus, decode_event
+from runstream_core.events import MetricBatch, RunEnd, RunStart, RunStatus
+from tests.producer.fixtures import decoded
 
 FORK_JOB = Path(__file__).parent / "scripts" / "fork_job.py"
 
@@ -28,7 +29,7 @@ def test_forked_children_neither_end_the_parents_run_nor_add_to_it(tmp_path: Pat
     out = json.loads(job.stdout)
     assert (out["terminated"], out["exited"]) == (-15, 0)  # SIGTERM still ends a child, as it would without us
     assert (out["after_terminated"], out["after_exited"]) == ("running", "running")
-    events = [decode_event(r.payload) for r in read_spool(Path(out["spool"]))]
+    events = [decoded(r.payload) for r in read_spool(Path(out["spool"]))]
     assert (out["rejected_points"], out["pending_records"]) == (0, len(events))  # offline: all in the spool
     assert isinstance(events[0], RunStart) and isinstance(events[-1], RunEnd)
     assert all(isinstance(e, MetricBatch) for e in events[1:-1])  # the child's summary update went nowhere

@@ -17,8 +17,8 @@ from runstream._spool import read_spool
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.errors import UsageError
-from runstream_core.events import Event, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate, decode_event
-from tests.producer.fixtures import FakeSender, factory_for
+from runstream_core.events import Event, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from tests.producer.fixtures import FakeSender, decoded, factory_for
 
 SCRIPT = Path(__file__).parent / "scripts" / "sigterm_job.py"
 
@@ -42,7 +42,7 @@ def make_run(settings: Settings, sender: FakeSender, **kwargs: Any) -> Run:
 
 def spooled_events(runs_dir: Path, run_id: str) -> list[Event]:
     (spool,) = (runs_dir / run_id / "spool").iterdir()
-    return [decode_event(r.payload) for r in read_spool(spool)]
+    return [decoded(r.payload) for r in read_spool(spool)]
 
 
 def test_disabled_mode_does_nothing_and_never_fails(settings: Settings) -> None:

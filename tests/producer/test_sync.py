@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from runstream._spool import SYNCED_MARKER, segment_paths
+from runstream._spool import SYNCED_MARKER, read_spool, segment_paths
 from runstream._sync import find_spools, is_synced, sync
 from runstream.run import Run
 from runstream.settings import Settings
+from runstream_core.columns import to_batch
 from runstream_core.errors import UsageError
-from runstream_core.events import MetricBatch, RunEnd, RunStart
+from runstream_core.events import MetricBatch, MetricColumns, RunEnd, RunStart, decode_event
 from tests.producer.fixtures import FakeSender, factory_for
 
 
@@ -74,3 +75,22 @@ def test_unacknowledged_records_leave_the_spool_unsynced(offline_run: tuple[Sett
 def test_missing_paths_are_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         find_spools([tmp_path / "missing"])
+
+
+def test_sync_for_a_worker_older_than_wire_format_v2_sends_columns_as_lists(
+    offline_run: tuple[Settings, Path],
+) -> None:
+    settings, run_dir = offline_run
+    (spool,) = find_spools([run_dir])
+    spooled = [decode_event(r.payload) for r in read_spool(spool)]
+    assert any(isinstance(e, MetricColumns) for e in spooled)  # the run wrote wire format v2
+    as_v2, as_v1 = FakeSender(), FakeSender()
+    sync([spool], settings, force=True, sender_factory=factory_for(as_v2))
+    v1 = settings.model_copy(update={"wire_version": 1})
+    report = sync([spool], v1, force=True, sender_factory=factory_for(as_v1))
+    assert report.sent_records == len(spooled) and report.split_records == 0
+    assert [type(e) for e in as_v2.wire_events()] == [type(e) for e in spooled]  # sent as they were spooled
+    sent = as_v1.wire_events()
+    assert not any(isinstance(e, MetricColumns) for e in sent)
+    assert sent == [to_batch(e) if isinstance(e, MetricColumns) else e for e in spooled]  # same ids and points
+    assert [s for e in sent if isinstance(e, MetricBatch) for s in e.steps] == list(range(300))

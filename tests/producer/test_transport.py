@@ -12,7 +12,7 @@ from runstream._spool import read_spool, segment_paths
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.events import MetricBatch, RunEnd, RunStart, decode_event
-from tests.producer.fixtures import BlockedSender, OutageSender, factory_for, outage_factory
+from tests.producer.fixtures import BlockedSender, OutageSender, decoded, factory_for, outage_factory
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_outage_spills_to_disk_and_replays_every_record_once_in_order(settings: 
     assert spool is not None and transport is not None
     wait_until(lambda: transport.stats().buffered_points == 0 and not transport._inbox)
     assert transport._unsent_bytes <= settings.max_unsent_bytes  # memory bounded, the rest is on disk
-    spooled = [decode_event(r.payload) for r in read_spool(spool)]
+    spooled = [decoded(r.payload) for r in read_spool(spool)]
     assert {s for e in spooled if isinstance(e, MetricBatch) for s in e.steps} >= set(range(500, 5000))
     assert len(segment_paths(spool)) > 1
     sender.down.clear()
@@ -92,7 +92,7 @@ def test_offline_mode_writes_the_spool_only(settings: Settings) -> None:
         run.log({"loss": float(step)})
     report = run.finish()
     assert report.spool_path is not None
-    events = [decode_event(r.payload) for r in read_spool(Path(report.spool_path))]
+    events = [decoded(r.payload) for r in read_spool(Path(report.spool_path))]
     assert report.pending_records == len(events)  # every record waits in the spool
     assert isinstance(events[0], RunStart) and isinstance(events[-1], RunEnd)
     assert all(isinstance(e, MetricBatch) and len(e.keys) <= 100 for e in events[1:-1])

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from runstream_core import json_schema
+from runstream_core.columns import to_columns
 from runstream_core.events import (
     NO_CONTROL_PATTERN,
     HardwareBatch,
@@ -90,7 +91,23 @@ def test_metric_batch_columns_must_have_equal_length() -> None:
 
 
 def test_committed_json_schema_matches_the_structs() -> None:
-    assert json_schema.export_path().read_text() == json_schema.render()
+    for version in json_schema.VERSIONS:
+        assert json_schema.export_path(version).read_text() == json_schema.render(version)
+    assert json_schema.stale() == []
+
+
+def test_v2_schema_describes_the_binary_columns_and_v1_knows_none() -> None:
+    v1, v2 = (jsonschema.Draft202012Validator(json.loads(json_schema.render(v))) for v in (1, 2))
+    (columns,) = to_columns(EVENTS[1])
+    as_json = json.loads(msgspec.json.encode(columns))  # bytes as base64, as the schema says
+    v2.validate(as_json)
+    assert not v1.is_valid(as_json)
+    assert not v2.is_valid({**as_json, "v": 1})
+    assert not v2.is_valid({**as_json, "key_ids": [0, 1]})  # a column is bin (a base64 string in JSON)
+    for event in EVENTS[:1] + EVENTS[2:]:  # every v1 event is still a v2 consumer's
+        v2.validate(json.loads(msgspec.json.encode(event)))
+    values = json.loads(json_schema.render(2))["$defs"]["MetricColumns"]["properties"]["values"]
+    assert values["contentEncoding"] == "base64" and "little-endian IEEE-754 binary64" in values["description"]
 
 
 def test_json_schema_is_valid_and_accepts_real_events_and_rejects_bad_ones() -> None:

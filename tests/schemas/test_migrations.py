@@ -21,6 +21,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
         "pipeline_health",
         "run_latest",
         "insert_tokens",
+        "fine_rollups",
     ]
     assert migrate(chdb_settings) == []  # idempotent
     assert pending(chdb_settings) == []
@@ -36,6 +37,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
             (4, "pipeline_health"),
             (5, "run_latest"),
             (6, "insert_tokens"),
+            (8, "fine_rollups"),
         ]
         order = client.query(
             "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from runstream_core.columns import to_batch, to_columns
 from runstream_core.events import (
     NO_CONTROL_PATTERN,
     TEAM_NAME_WIRE_PATTERN,
@@ -13,6 +14,7 @@ from runstream_core.events import (
     HardwareBatch,
     Heartbeat,
     MetricBatch,
+    MetricColumns,
     RunEnd,
     RunInfo,
     RunStart,
@@ -50,7 +52,7 @@ def test_metric_batches_become_columns() -> None:
     )
     decoded = decode_batch([rec("x.metrics", 0, encode_event(batch))], "x.")
     assert decoded.rejected == []
-    assert decoded.rows.metrics == [
+    assert decoded.rows.metrics.lists() == [
         ["t", "t"],
         ["p", "p"],
         ["r1", "r1"],
@@ -190,7 +192,7 @@ def test_hardware_batches_become_columns_with_rank_and_interval() -> None:
         values=[250.0, 12.5],
     )
     decoded = decode_batch([rec("x.hardware", 0, encode_event(batch))], "x.")
-    assert decoded.rows.hardware == [
+    assert decoded.rows.hardware.lists() == [
         ["t", "t"],
         ["p", "p"],
         ["r1", "r1"],
@@ -227,4 +229,62 @@ def test_repeats_of_a_record_are_dropped_within_a_batch() -> None:
     decoded = decode_batch(records, "x.")
     assert decoded.replays == 1
     assert [s.offset for s in decoded.sources] == [0, 1]
-    assert decoded.rows.metrics[4] == [0, 1]
+    assert decoded.rows.metrics.lists()[4] == [0, 1]
+
+
+def test_v2_columns_give_the_rows_of_the_same_points_as_v1_lists_mixed_in_one_take() -> None:
+    metric = MetricBatch(
+        producer_id="pid",
+        seq=4,
+        rank=2,
+        run_id="r1",
+        team="t",
+        project="p",
+        keys=["a", "b", "a"],
+        steps=[1, 1, 2],
+        ts_ms=[10, 10, 20],
+        values=[0.5, -0.0, 3],  # an int, as a v1 producer may send it
+    )
+    hardware = HardwareBatch(
+        producer_id="pid",
+        seq=5,
+        run_id="r1",
+        team="t",
+        project="p",
+        host="node-7",
+        user="u",
+        interval_ms=10_000,
+        ts_ms=[50, 50, 60],
+        keys=["gpu.power_watts", "cpu.percent", "cpu.percent"],
+        devices=["gpu1", "", ""],
+        values=[250.0, 12.5, 13.0],
+    )
+    v1 = [encode_event(metric), encode_event(hardware)]
+    v2 = [encode_event(e) for e in (*to_columns(metric), *to_columns(hardware))]
+    lists = decode_batch([rec("x.metrics", 0, v1[0]), rec("x.hardware", 1, v1[1])], "x.").rows
+    columns = decode_batch([rec("x.metrics", 0, v2[0]), rec("x.hardware", 1, v2[1])], "x.").rows
+    assert columns.metrics.lists() == lists.metrics.lists() and columns.hardware.lists() == lists.hardware.lists()
+    assert columns.metrics.lists()[6] == [0.5, -0.0, 3.0] and type(columns.metrics.lists()[6][2]) is float
+    # Both versions in one take: the rows of each, in offset order.
+    mixed = decode_batch(
+        [rec("x.metrics", 0, v1[0]), rec("x.metrics", 1, encode_event(msgspec.structs.replace(
+            to_columns(metric)[0], seq=9)))],
+        "x.",
+    )  # fmt: skip
+    assert mixed.rejected == [] and mixed.rows.metrics.lists()[8] == [4, 4, 4, 9, 9, 9]
+
+
+def test_partly_stored_v2_records_keep_their_other_partitions() -> None:
+    jan, feb = 1_704_067_200_000, 1_706_745_600_000  # 2024-01-01 and 2024-02-01, UTC
+    events: list[Event] = [
+        *to_columns(points("p1", 0, [0, 1])),
+        *to_columns(points("p1", 1, [2, 3, 4], [jan, feb, feb + 1])),
+    ]
+    sources = [rec("x.metrics", i, b"") for i in range(2)]
+    found = [StoredRows("p1", 0, 197001, "metrics:t@1", 2), StoredRows("p1", 1, 202401, "metrics:t@1", 1)]
+    kept, kept_sources, replays = drop_stored(events, sources, found)
+    assert (replays, [s.offset for s in kept_sources]) == (1, [1])
+    (partial,) = kept
+    assert isinstance(partial, MetricColumns)
+    batch = to_batch(partial)
+    assert (batch.steps, batch.ts_ms, batch.seq) == ([3, 4], [feb, feb + 1], 1)

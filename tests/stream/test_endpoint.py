@@ -7,15 +7,18 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from runstream_core.clickhouse import connect
+from runstream_core.columns import to_columns
 from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.decode import SourceRecord, decode_batch
 from runstream_worker.migrate import load_migrations, migrate, pending
 from runstream_worker.sink import ClickHouseSink
 from tests.fixtures.endpoint import Endpoint
+from tests.fixtures.rollups import rollup_differences
 from tests.fixtures.settings import StackSettings as Settings
 
 
@@ -31,23 +34,34 @@ def test_migrations_inserts_dedup_and_queries_work_over_http(served: Settings) -
         producer_id="p1", seq=1, run_id="r1", team="t", project="p",
         keys=["loss", "loss"], steps=[0, 1], ts_ms=[1_700_000_000_000] * 2, values=[0.5, float("inf")],
     )  # fmt: skip
-    rows = decode_batch([SourceRecord("runstream.metrics", 0, 1, encode_event(batch))], "runstream.").rows
+    (columns,) = to_columns(  # the same run's next record in wire format v2
+        msgspec.structs.replace(batch, seq=2, steps=[2, 3], values=[float("nan"), -1.0])
+    )
+    records = [
+        SourceRecord("runstream.metrics", 0, 1, encode_event(batch)),
+        SourceRecord("runstream.metrics", 0, 2, encode_event(columns)),
+    ]
+    rows = decode_batch(records, "runstream.").rows
     sink = ClickHouseSink(served)
     try:
         sink.write(rows, token="a")
         sink.write(rows, token="a")  # retried: stored once
-        found = sink.stored_records({("p1", 1), ("p1", 2)}, {("t", "p", "r1")})
+        found = sink.stored_records({("p1", 1), ("p1", 3)}, {("t", "p", "r1")})
         assert [(u.producer_id, u.seq, u.token, u.rows) for u in found] == [("p1", 1, "metrics:a", 2)]
     finally:
         sink.close()
     client = connect(served)
     try:
-        assert client.query("SELECT step, value FROM metrics ORDER BY step").result_rows == [
-            (0, 0.5),
-            (1, float("inf")),
+        stored = client.query("SELECT step, value, seq FROM metrics ORDER BY step").result_rows
+        assert [(step, repr(value), seq) for step, value, seq in stored] == [
+            (0, "0.5", 1),
+            (1, "inf", 1),
+            (2, "nan", 2),  # NaN stays NaN on the way in as Arrow
+            (3, "-1.0", 2),
         ]
         bound = client.query("SELECT count() FROM metrics WHERE run_id = {r:String}", parameters={"r": "r1"})
-        assert bound.result_rows == [(2,)]
+        assert bound.result_rows == [(4,)]
+        assert rollup_differences(client) == []
         with pytest.raises(DatabaseError, match="Unknown expression identifier"):
             client.query("SELECT no_such_column FROM metrics")
     finally:

@@ -2,8 +2,9 @@
 set aside with a reason (a dead letter), or dropped as a repeat of a record before it.
 
 Records are drawn three ways: arbitrary bytes; arbitrary MessagePack values; and events of every
-kind whose fields are drawn both within and beyond their bounds (sizes, ranges, control
-characters, wrong types). The path is checked pure (decoding and rows), through the runner with a
+kind, wire format v2's binary columns too, whose fields are drawn both within and beyond their
+bounds (sizes, ranges, control characters, wrong types, columns cut or of unequal length, ids past
+their dictionary). The path is checked pure (decoding and rows), through the runner with a
 sink that keeps rows in memory, and through the runner into the real embedded engine.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,10 +26,15 @@ from hypothesis import strategies as st
 from runstream_core.clickhouse import connect
 from runstream_core.events import (
     APPEND_ONLY_EVENTS,
+    COLUMN_EVENTS,
     MAX_EPOCH_MS,
+    Event,
     HardwareBatch,
+    HardwareColumns,
     MetricBatch,
+    MetricColumns,
 )
+from runstream_worker import columns
 from runstream_worker.dead_letters import Letter
 from runstream_worker.decode import RecordId, SourceRecord, StoredRows, decode_batch
 from runstream_worker.migrate import migrate
@@ -55,6 +62,13 @@ epochs = st.integers(min_value=0, max_value=MAX_EPOCH_MS)
 steps = st.integers(min_value=0, max_value=2**63 - 1)
 
 
+def point_count(event: Event) -> int:
+    """Points of a batch, whichever its wire format."""
+    if isinstance(event, COLUMN_EVENTS):
+        return columns.point_count(event)
+    return len(event.keys) if isinstance(event, MetricBatch | HardwareBatch) else 0
+
+
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """``strategy`` 15 times in 16, any other value the 16th."""
     return st.integers(min_value=0, max_value=15).flatmap(lambda i: wild if i == 0 else strategy)
@@ -75,10 +89,10 @@ def run_infos(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def envelopes(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+def envelopes(draw: st.DrawFn, kind: str, version: int = 1) -> dict[str, Any]:
     return {
         "type": kind,
-        "v": draw(maybe(st.just(1))),
+        "v": draw(maybe(st.just(version))),
         "producer_id": draw(maybe(producers)),
         "seq": draw(maybe(st.integers(min_value=0, max_value=50))),
         "rank": draw(maybe(st.integers(min_value=0, max_value=1_000_000))),
@@ -114,6 +128,52 @@ def point_events(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def column_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Wire format v2 batches: binary columns, sometimes of unequal length or cut inside an item, ids that
+    may pass their dictionary, steps of any int64, offsets of any uint32."""
+    hardware = draw(st.booleans())
+    n = draw(st.integers(min_value=0, max_value=8))
+    ragged = draw(st.integers(min_value=0, max_value=5)) == 0
+
+    def column(code: str, element: st.SearchStrategy[Any]) -> Any:
+        length = draw(st.integers(min_value=max(0, n - 1), max_value=n + 1)) if ragged else n
+        data = struct.pack(f"<{length}{code}", *draw(st.lists(element, min_size=length, max_size=length)))
+        if data and draw(st.integers(min_value=0, max_value=15)) == 0:
+            data = data[:-1]
+        return draw(maybe(st.just(data)))
+
+    def dictionary(element: st.SearchStrategy[str]) -> tuple[Any, st.SearchStrategy[int]]:
+        """Names listed once (now and then twice), and ids mostly below their number."""
+        listed = draw(st.lists(element, min_size=1, max_size=4, unique=draw(st.integers(0, 7)) > 0))
+        top = len(listed) - (draw(st.integers(min_value=0, max_value=7)) > 0)
+        return draw(maybe(st.just(listed))), st.integers(min_value=0, max_value=top)
+
+    keys, key_ids = dictionary(plain.filter(bool))
+    body = {
+        **draw(envelopes("hardware_columns" if hardware else "metric_columns", 2)),
+        "run_id": draw(maybe(run_ids)),
+        "team": draw(maybe(names)),
+        "project": draw(maybe(names)),
+        "keys": keys,
+        "key_ids": column("H", key_ids),
+        "ts_base_ms": draw(maybe(epochs)),
+        "ts_offsets_ms": column(
+            "I", st.one_of(st.integers(min_value=0, max_value=999), st.integers(min_value=0, max_value=2**32 - 1))
+        ),
+        "values": column("d", floats),
+    }
+    if hardware:
+        body["devices"], device_ids = dictionary(plain)
+        body["device_ids"] = column("H", device_ids)
+        body["interval_ms"] = draw(maybe(st.integers(min_value=0, max_value=86_400_000)))
+    else:
+        body["steps"] = column(
+            "q", st.one_of(st.integers(min_value=0, max_value=99), st.integers(min_value=-(2**63), max_value=2**63 - 1))
+        )
+    return body
+
+
+@st.composite
 def lifecycle_events(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["run_start", "run_update", "run_end", "heartbeat"]))
     body = {**draw(envelopes(kind)), "run": draw(maybe(run_infos()))}
@@ -143,6 +203,8 @@ values = st.one_of(
     msgpack_values.map(msgspec.msgpack.encode),
     point_events().map(msgspec.msgpack.encode),
     point_events().map(msgspec.msgpack.encode),
+    column_events().map(msgspec.msgpack.encode),
+    column_events().map(msgspec.msgpack.encode),
     lifecycle_events().map(msgspec.msgpack.encode),
     lifecycle_events().map(msgspec.msgpack.encode),
 )
@@ -173,10 +235,10 @@ def test_decoding_and_rows_never_raise_and_account_for_every_record(records: lis
     accounted(records, stored, [r.record.offset for r in decoded.rejected] + failed_offsets, decoded.replays)
     # Rows come from the events kept, point by point.
     kept = [e for i, e in enumerate(decoded.events) if i not in {i for i, _ in failed}]
-    assert rows.metric_points == sum(len(e.keys) for e in kept if isinstance(e, MetricBatch))
-    assert rows.hardware_readings == sum(len(e.keys) for e in kept if isinstance(e, HardwareBatch))
-    assert len({len(column) for column in rows.metrics}) == 1
-    assert len({len(column) for column in rows.hardware}) == 1
+    assert rows.metric_points == sum(point_count(e) for e in kept if isinstance(e, MetricBatch | MetricColumns))
+    assert rows.hardware_readings == sum(point_count(e) for e in kept if isinstance(e, HardwareBatch | HardwareColumns))
+    assert len({len(column) for column in rows.metrics.arrays().values()}) == 1
+    assert len({len(column) for column in rows.hardware.arrays().values()}) == 1
 
 
 class MemorySink:
@@ -235,7 +297,7 @@ def test_the_runner_never_raises_and_dead_letters_every_record_it_does_not_store
     event(f"records stored: {min(len(stored), 3)}+; dead letters: {min(len(letters), 3)}+")
     points = sum(rows.metric_points for rows in sink.written)
     kept = [e for e, s in zip(decoded.events, decoded.sources, strict=True) if s.offset in stored]
-    assert points == sum(len(e.keys) for e in kept if isinstance(e, MetricBatch))
+    assert points == sum(point_count(e) for e in kept if isinstance(e, MetricBatch | MetricColumns))
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +318,7 @@ _examples = itertools.count()
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(st.one_of(point_events(), lifecycle_events()), min_size=1, max_size=8))
+@given(st.lists(st.one_of(point_events(), column_events(), lifecycle_events()), min_size=1, max_size=8))
 def test_events_with_any_values_are_stored_or_dead_lettered_on_the_real_engine(
     engine: tuple[Settings, ClickHouseSink, Client], bodies: list[dict[str, Any]]
 ) -> None:
@@ -266,7 +328,12 @@ def test_events_with_any_values_are_stored_or_dead_lettered_on_the_real_engine(
     for body in bodies:
         if isinstance(body.get("producer_id"), str):
             body["producer_id"] = tag + body["producer_id"][:40]
-    topics = {"metric_batch": "metrics", "hardware_batch": "hardware"}
+    topics = {
+        "metric_batch": "metrics",
+        "hardware_batch": "hardware",
+        "metric_columns": "metrics",
+        "hardware_columns": "hardware",
+    }
     records = [
         SourceRecord(f"{PREFIX}{topics.get(body.get('type', ''), 'runs')}", 0, i, msgspec.msgpack.encode(body))
         for i, body in enumerate(bodies)
@@ -288,7 +355,7 @@ def test_events_with_any_values_are_stored_or_dead_lettered_on_the_real_engine(
         for e, s in zip(decoded.events, decoded.sources, strict=True)
         if s.offset not in letters and isinstance(e, APPEND_ONLY_EVENTS) and e.producer_id.startswith(tag)
     ]
-    expected = {(e.producer_id, e.seq): len(e.keys) for e in stored}
+    expected = {(e.producer_id, e.seq): point_count(e) for e in stored}
     event(f"records with rows to store: {min(len([n for n in expected.values() if n]), 3)}+")
     found = client.query(
         "SELECT producer_id, seq, count() FROM (SELECT producer_id, seq FROM metrics UNION ALL "

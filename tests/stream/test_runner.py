@@ -56,7 +56,7 @@ class FakeSink:
         if self.failures:
             self.failures -= 1
             raise self.error
-        if self.refuse & set(rows.metrics[6]):
+        if self.refuse & set(rows.metrics.column("value").tolist()):
             raise DatabaseError("Code: 321. DB::Exception: Value out of range. (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)")
         self.written.append((rows, token))
         if self.timeline is not None:
@@ -175,7 +175,7 @@ def test_a_failing_sink_is_retried_with_the_same_token_and_no_second_lookup() ->
     asyncio.run(run())
     assert (sink.attempts, sink.lookups) == (4, 1)
     ((rows, token),) = sink.written
-    assert rows.metrics[4] == [0, 1, 2] and token is not None and token.endswith("@1000")
+    assert rows.metrics.column("step").tolist() == [0, 1, 2] and token is not None and token.endswith("@1000")
     assert sink.closed
 
 
@@ -196,7 +196,7 @@ def test_the_lookup_drops_stored_records_and_repairs_their_recent_tokens_first()
 
     handled = asyncio.run(run())
     assert (handled.replays, handled.counts["metrics"]) == (2, 2)
-    assert sink.written[0][0].metrics[8] == [2, 2]
+    assert sink.written[0][0].metrics.column("seq").tolist() == [2, 2]
     # The one within worker_repair_window_s (300 s) is repaired; ClickHouse may have forgotten the other.
     assert sink.repaired == ["metrics:old@1"]
 
@@ -235,7 +235,7 @@ def test_a_record_clickhouse_refuses_is_isolated_and_dead_lettered_while_the_res
         return await runner(sink, dead_letters).handle(records)
 
     handled = asyncio.run(run())
-    stored = sorted(seq for rows, _ in sink.written for seq in set(rows.metrics[8]))
+    stored = sorted(seq for rows, _ in sink.written for seq in set(rows.metrics.column("seq").tolist()))
     assert stored == [0, 1, 2, 3, 4, 6, 7]
     assert handled.counts["metrics"] == 7 * 3
     ((offset, reason),) = dead_letters.reasons()

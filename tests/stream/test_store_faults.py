@@ -250,3 +250,25 @@ def test_new_records_at_the_offsets_of_a_deleted_topic_are_stored(chdb_settings:
         "SELECT producer_id, count() FROM metrics GROUP BY producer_id ORDER BY producer_id"
     ).result_rows == [("job-a", 250), ("job-b", 250)]
     assert rollup_differences(store) == []
+
+
+def test_takes_handled_at_once_store_a_record_sent_twice_once(chdb_settings: Settings, store: Client) -> None:
+    """Two takes in hand at once (``worker_takes_at_once``), the second holding records the first holds
+    too (sent again by the producer, at new offsets): each is looked up only after the other's insert,
+    so every record is stored once."""
+    sink = ClickHouseSink(chdb_settings)
+    dead_letters = DeadLetters()
+    runner = runner_for(chdb_settings, sink, dead_letters)
+    first = [metric_record(i, i) for i in range(6)]
+    second = [metric_record(100 + i, i) for i in range(3, 9)]  # seq 3-5 again, then 6-8
+
+    async def run() -> None:
+        await asyncio.gather(runner.handle(first), runner.handle(second))
+        runner.close()
+
+    asyncio.run(run())
+    assert store.query("SELECT count(), uniqExact(seq) FROM metrics").result_rows == [(450, 9)]
+    assert store.query("SELECT seq, count() FROM metrics GROUP BY seq HAVING count() != 50").result_rows == []
+    assert rollup_differences(store) == []
+    assert runner.stats.totals().replays == 3
+    assert dead_letters.sent == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from runstream_core.events import (
     HardwareBatch,
     Heartbeat,
@@ -61,7 +63,7 @@ def test_metric_points_become_columns_in_column_order() -> None:
             values=[0.5, 1.5],
         ),
     )
-    assert dict(zip(metrics.COLUMNS, columns, strict=True)) == {
+    assert dict(zip(metrics.COLUMNS, columns.lists(), strict=True)) == {
         "team": ["t", "t"],
         "project": ["p", "p"],
         "run_id": ["r1", "r1"],
@@ -95,7 +97,7 @@ def test_hardware_readings_become_columns_in_column_order() -> None:
             values=[250.0, 12.5],
         ),
     )
-    assert dict(zip(hardware.COLUMNS, columns, strict=True)) == {
+    assert dict(zip(hardware.COLUMNS, columns.lists(), strict=True)) == {
         "team": ["t", "t"],
         "project": ["p", "p"],
         "run_id": ["r1", "r1"],
@@ -263,3 +265,34 @@ def test_decoding_follows_the_core_topics_table() -> None:
         (3, "event type RunStart does not belong on x.dead-letters"),
         (4, "event type RunStart does not belong on y.runs"),
     ]
+
+
+def test_v1_and_v2_batches_share_one_column_set_and_a_failed_add_is_cut_back() -> None:
+    from runstream_core.columns import to_columns
+    from runstream_worker.columns import metric_arrays
+    from runstream_worker.tables._points import Names, arrow_table
+
+    def batch(seq: int, keys: list[str]) -> MetricBatch:
+        n = len(keys)
+        return MetricBatch(
+            producer_id="pid", seq=seq, run_id="r1", team="t", project="p", keys=keys,
+            steps=list(range(n)), ts_ms=[10 + i for i in range(n)], values=[float(i) for i in range(n)],
+        )  # fmt: skip
+
+    columns = metrics.columns()
+    metrics.extend(columns, batch(1, ["a", "b"]))
+    (record,) = to_columns(batch(2, ["b", "c", "b"]))
+    metrics.extend_arrays(columns, record, metric_arrays(record))
+    with pytest.raises(ValueError, match="column key holds 1 values for 2 points"):
+        columns.add(2, {"team": "t"}, {"key": ["x"]})  # refused whole, before anything is added
+    mark = columns.mark()
+    metrics.extend(columns, batch(3, ["d"]))
+    columns.cut(mark)  # as ``RowBatch.add_whole`` undoes an event whose rows could not all be built
+    lists = dict(zip(metrics.COLUMNS, columns.lists(), strict=True))
+    assert lists["key"] == ["a", "b", "b", "c", "b"] and lists["seq"] == [1, 1, 2, 2, 2]
+    assert lists["team"] == ["t"] * 5 and lists["step"] == [0, 1, 0, 1, 2] and lists["ts"] == [10, 11, 10, 11, 12]
+    keys = columns.column("key")
+    assert isinstance(keys, Names) and len(set(keys.names)) == len(keys.names)  # one dictionary, each name once
+    table = arrow_table(columns.arrays())
+    assert table.column("key").to_pylist() == lists["key"]
+    assert str(table.schema.field("ts").type) == "timestamp[ms, tz=UTC]"

@@ -75,6 +75,7 @@ SAFE_TABLE_FUNCTIONS = frozenset(
         "generateRandom",
     }
 )
+_SAFE_TABLE_FUNCTIONS_LOWER = frozenset(name.lower() for name in SAFE_TABLE_FUNCTIONS)
 
 # Ordinary functions that read files, other tables by name, dictionaries, models or server internals.
 UNSAFE_FUNCTIONS = frozenset(
@@ -317,7 +318,9 @@ class StatementPolicy:
             lowered = node.name.lower()
             if lowered in UNSAFE_FUNCTIONS or lowered.startswith(UNSAFE_FUNCTION_PREFIXES):
                 raise denied(f"function {node.name} reaches outside the store and is not allowed here")
-            if lowered in self._table_functions and node.name not in SAFE_TABLE_FUNCTIONS:
+            # Compared as the lookup is, whatever the case: ``ENGINE = Null`` names the engine of a
+            # table that stores nothing, and parses as the function ``Null``, the table function ``null``.
+            if lowered in self._table_functions and lowered not in _SAFE_TABLE_FUNCTIONS_LOWER:
                 raise denied(f"table function {node.name} is not allowed here")
         elif node.node in {"TableIdentifier", "Identifier"} and node.name:
             qualified, table = _split_qualified(node.name)

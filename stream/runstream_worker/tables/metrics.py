@@ -2,36 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from runstream_core.events import MetricBatch
+from runstream_core.events import MetricBatch, MetricColumns
+from runstream_worker.columns import MetricArrays
+from runstream_worker.tables._points import Names, PointColumns
 from runstream_worker.tables._time import month_ids, month_span
 
-COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq", "rank")
+DTYPES: dict[str, str | type] = {
+    "team": object,
+    "project": object,
+    "run_id": object,
+    "key": object,
+    "step": "int64",
+    "ts": "int64",  # epoch milliseconds: DateTime64(3) ticks
+    "value": "float64",
+    "producer_id": object,
+    "seq": "uint64",
+    "rank": "uint32",
+}
+COLUMNS = tuple(DTYPES)
 
-TS = COLUMNS.index("ts")
 partition_span = month_span
 """How many partitions a range of times covers."""
 partition_ids = month_ids
 """Each time's partition id."""
 
 
-def columns() -> list[list[Any]]:
+def columns() -> PointColumns:
     """Empty columns, in the order of ``COLUMNS``."""
-    return [[] for _ in COLUMNS]
+    return PointColumns(DTYPES)
 
 
-def extend(columns: list[list[Any]], batch: MetricBatch) -> None:
-    """Append the batch's points, column by column."""
-    n = len(batch.keys)
-    team, project, run_id, key, step, ts, value, producer_id, seq, rank = columns
-    team.extend([batch.team] * n)
-    project.extend([batch.project] * n)
-    run_id.extend([batch.run_id] * n)
-    key.extend(batch.keys)
-    step.extend(batch.steps)
-    ts.extend(batch.ts_ms)  # DateTime64(3) ticks are milliseconds
-    value.extend(batch.values)
-    producer_id.extend([batch.producer_id] * n)
-    seq.extend([batch.seq] * n)
-    rank.extend([batch.rank] * n)
+def extend(columns: PointColumns, batch: MetricBatch) -> None:
+    """Append a v1 batch's points."""
+    columns.add(
+        len(batch.keys),
+        {
+            "team": batch.team,
+            "project": batch.project,
+            "run_id": batch.run_id,
+            "producer_id": batch.producer_id,
+            "seq": batch.seq,
+            "rank": batch.rank,
+        },
+        {"key": batch.keys, "step": batch.steps, "ts": batch.ts_ms, "value": batch.values},
+    )
+
+
+def extend_arrays(columns: PointColumns, record: MetricColumns, arrays: MetricArrays) -> None:
+    """Append a wire format v2 batch's points (``arrays``, read from ``record``), as arrays."""
+    columns.add(
+        len(arrays),
+        {
+            "team": record.team,
+            "project": record.project,
+            "run_id": record.run_id,
+            "producer_id": record.producer_id,
+            "seq": record.seq,
+            "rank": record.rank,
+        },
+        {"key": Names(arrays.key_ids, arrays.keys), "step": arrays.steps, "ts": arrays.ts_ms, "value": arrays.values},
+    )

@@ -27,13 +27,11 @@ def _die() -> None:
 
 def _install() -> None:
     from runstream_worker import sink
-    from runstream_worker.tables import metrics
 
     original = sink.ClickHouseSink.write
 
     def write(self: sink.ClickHouseSink, rows: Any, token: str | None) -> None:
-        key_column = rows.metrics[metrics.COLUMNS.index("key")]
-        if token is None or MARKER not in key_column:
+        if token is None or MARKER not in rows.metrics.column("key"):
             original(self, rows, token)
             return
         if POINT == "before":
@@ -46,9 +44,8 @@ def _install() -> None:
                 "group_by_overflow_mode": "throw",
                 "materialized_views_ignore_errors": 1,
             }
-            self._ensure_client().insert(
-                "metrics", rows.metrics, column_names=metrics.COLUMNS, column_oriented=True, settings=settings
-            )
+            with self._lock:
+                self.insert_points("metrics", rows.metrics.arrays(), settings)
             _die()
         original(self, rows, token)
         _die()
