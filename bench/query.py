@@ -36,10 +36,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from runstream.settings import Settings
 from runstream_core.buckets import finest_level, steps_per_bucket
 from runstream_core.clickhouse import connect
 from runstream_worker.migrate import migrate
+from runstream_worker.settings import WorkerSettings
 
 METRICS = ("loss", "acc", "lr", "grad_norm", "throughput")
 OPTIMIZERS = ("adamw", "sgd", "lion")
@@ -78,7 +78,7 @@ def curve_level(steps: int, target: int = TARGET_POINTS) -> int:
     return level
 
 
-def load_runstream(settings: Settings, runs: int, steps: int, console: Console) -> None:
+def load_runstream(settings: WorkerSettings, runs: int, steps: int, console: Console) -> None:
     migrate(settings)
     client = connect(settings)
     chunk = max(1, 1_000_000 // (steps * len(METRICS)))  # runs per insert: about a million rows
@@ -131,7 +131,7 @@ def median_ms(action: Callable[[], Any], repeats: int = 5) -> float:
     return round(statistics.median(times), 2)
 
 
-def time_runstream(settings: Settings, runs: int, steps: int, overlay: list[str]) -> dict[str, Any]:
+def time_runstream(settings: WorkerSettings, runs: int, steps: int, overlay: list[str]) -> dict[str, Any]:
     client = connect(settings)
     level = curve_level(steps)
     try:
@@ -158,7 +158,7 @@ def time_runstream(settings: Settings, runs: int, steps: int, overlay: list[str]
         client.close()
 
 
-def time_endpoint(settings: Settings, path: Path, runs: int, steps: int, overlay: list[str]) -> dict[str, Any]:
+def time_endpoint(settings: WorkerSettings, path: Path, runs: int, steps: int, overlay: list[str]) -> dict[str, Any]:
     """The same queries through the HTTP endpoint, as clickhouse-connect reaches it."""
     from runstream_worker.endpoint.config import EndpointConfig
     from runstream_worker.endpoint.server import EndpointServer
@@ -237,7 +237,7 @@ def main() -> None:
     figures: dict[str, Any] = {"bench": "query", "runs": args.runs, "metrics": len(METRICS), "steps": args.steps}
     with tempfile.TemporaryDirectory(prefix="runstream-bench-query-") as tmp:
         workdir = Path(tmp)
-        settings = Settings().model_copy(
+        settings = WorkerSettings().model_copy(
             update={"clickhouse_url": f"chdb://{workdir / 'clickhouse'}", "state_dir": workdir / "state"}
         )
         started = time.perf_counter()
