@@ -61,7 +61,7 @@ def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) 
     """One training job: log ``rate`` points/s for ``seconds``, then finish. Returns (logged, undelivered)."""
     settings = Settings.model_validate_json(settings_json)
     names = [f"metric_{k}" for k in range(keys)]
-    run = Run(project="bench", team=f"team-{index % 3}", name=f"job-{index}", settings=settings)
+    run = Run(project="bench", team=f"team_{index % 3}", name=f"job-{index}", settings=settings)
     steps_per_s = rate / keys
     started = time.monotonic()
     deadline = started + seconds

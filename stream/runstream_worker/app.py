@@ -4,7 +4,8 @@ One agent per input topic hands batches of records to ``Runner.handle``. Offsets
 acks a batch's events only after the agent body returns, and the body returns only once the runner
 has stored the batch. Faust commits acked offsets every ``worker_commit_interval_s``, so a crash
 replays, never skips. Two timers hand the runner the partitions' ends for its liveness and health
-figures; the dead-letter topic is reached through ``dead_letter_sender``.
+figures; the dead-letter topic is reached through ``dead_letter_sender``, whose failures the
+runner retries.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from runstream_core import kafka
 from runstream_core.log import get_logger
-from runstream_worker.decode import Rejected, SourceRecord
+from runstream_worker.dead_letters import Letter, LetterTooLargeError
+from runstream_worker.decode import SourceRecord
 from runstream_worker.probe import Readiness
 from runstream_worker.runner import DeadLetterSender, PartitionEnds, Runner
 from runstream_worker.settings import WorkerSettings
@@ -57,21 +60,23 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
 
 def dead_letter_sender(app: faust.App, settings: WorkerSettings) -> DeadLetterSender:
-    """Sends a rejected record to the dead-letter topic, with the reason and its source in headers."""
+    """Sends a dead letter (``runstream_worker.dead_letters``) to the dead-letter topic; Kafka's
+    refusal of its size is raised as ``LetterTooLargeError``, anything else as it comes."""
     topic = app.topic(settings.topics.dead_letters, value_type=bytes, key_type=bytes)
 
-    async def send(rejected: Rejected) -> None:
-        src = rejected.record
-        headers = {
-            "reason": rejected.reason.encode()[:4096],
-            "source_topic": src.topic.encode(),
-            "source_partition": str(src.partition).encode(),
-            "source_offset": str(src.offset).encode(),
-        }
-        delivered = await topic.send(key=src.key, value=src.value or b"", headers=headers)
-        await delivered  # on Kafka before the source record is acknowledged
+    async def send(letter: Letter) -> None:
+        try:
+            delivered = await topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+            await delivered  # on Kafka before the source record is acknowledged
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            raise LetterTooLargeError(str(exc)) from exc
 
     return send
+
+
+def dead_letter_max_bytes(app: faust.App) -> int:
+    """The largest record the app's producer sends (Faust's ``producer_max_request_size``)."""
+    return int(app.conf.producer_max_request_size)
 
 
 def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Readiness) -> None:

@@ -7,7 +7,7 @@ from faust import Worker
 
 from runstream_core.errors import RunstreamError
 from runstream_core.log import get_logger
-from runstream_worker.app import create_app, dead_letter_sender, wire
+from runstream_worker.app import create_app, dead_letter_max_bytes, dead_letter_sender, wire
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer, serve_summary
 from runstream_worker.migrate import migrate, pending
@@ -64,7 +64,13 @@ def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> N
         ensure_topics(settings)
         readiness.topics_exist()
         app = create_app(settings)
-        runner = Runner(settings, ClickHouseSink(settings), dead_letter_sender(app, settings), stats)
+        runner = Runner(
+            settings,
+            ClickHouseSink(settings),
+            dead_letter_sender(app, settings),
+            stats,
+            dead_letter_max_bytes=dead_letter_max_bytes(app),
+        )
         wire(app, runner, settings, readiness)
         http = serve_embedded(settings)
         try:

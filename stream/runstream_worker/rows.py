@@ -1,18 +1,20 @@
-"""Turning decoded events into rows for every table: ``to_rows``, a pure step.
+"""Turning decoded events into rows for every table: ``to_rows`` and ``build_rows``, pure steps.
 
 ``RowBatch`` holds one batch's rows per table; each ``add_*`` hands an event to the mapping of the
-tables it feeds (``runstream_worker.tables``). Point tables stay column-wise.
+tables it feeds (``runstream_worker.tables``). Point tables stay column-wise. ``build_rows`` adds
+each event whole or not at all: an event whose rows cannot be built is left out and named, with the
+exception, so that it can be set aside while the rest is stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
 from runstream_worker.tables import hardware, metrics, params, runs, summary
-from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields
+from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields, RunKey, run_key
 
 
 @dataclass
@@ -26,7 +28,7 @@ class RowBatch:
     summary: list[list[Any]] = field(default_factory=list)
     health: list[list[Any]] = field(default_factory=list)
     heartbeats: int = 0
-    live: Mapping[str, LiveFields] = field(default_factory=dict)
+    live: Mapping[RunKey, LiveFields] = field(default_factory=dict)
     """Liveness of runs in this batch, from the worker's tracker (absent: nothing known)."""
 
     @property
@@ -60,21 +62,21 @@ class RowBatch:
         hardware.extend(self.hardware, batch)
 
     def add_run_start(self, event: RunStart) -> None:
-        self.runs.append(runs.started(event, self.live.get(event.run.run_id, NO_LIVE_FIELDS)))
+        self.runs.append(runs.started(event, self.live.get(run_key(event.run), NO_LIVE_FIELDS)))
         self.params.extend(params.rows(event.run, event.params, runs.version(event)))
 
     def add_run_update(self, event: RunUpdate) -> None:
-        self.runs.append(runs.updated(event, self.live.get(event.run.run_id, NO_LIVE_FIELDS)))
+        self.runs.append(runs.updated(event, self.live.get(run_key(event.run), NO_LIVE_FIELDS)))
         version = runs.version(event)
         self.params.extend(params.rows(event.run, event.params, version))
         self.summary.extend(summary.rows(event.run, event.summary, version))
 
     def add_run_end(self, event: RunEnd) -> None:
-        self.runs.append(runs.ended(event, self.live.get(event.run.run_id, NO_LIVE_FIELDS)))
+        self.runs.append(runs.ended(event, self.live.get(run_key(event.run), NO_LIVE_FIELDS)))
 
     def add_heartbeat(self, event: Heartbeat) -> None:
         self.heartbeats += 1
-        row = runs.heartbeat(event, self.live.get(event.run.run_id))
+        row = runs.heartbeat(event, self.live.get(run_key(event.run)))
         if row is not None:
             self.runs.append(row)
 
@@ -93,10 +95,40 @@ class RowBatch:
         else:
             self.add_heartbeat(event)
 
+    def add_whole(self, event: Event) -> None:
+        """``add``, or, if it raises, leave every table as it was and let the exception through."""
+        points, readings = self.metric_points, self.hardware_readings
+        sizes = (len(self.runs), len(self.params), len(self.summary), self.heartbeats)
+        try:
+            self.add(event)
+        except Exception:
+            for column in self.metrics:
+                del column[points:]
+            for column in self.hardware:
+                del column[readings:]
+            del self.runs[sizes[0] :], self.params[sizes[1] :], self.summary[sizes[2] :]
+            self.heartbeats = sizes[3]
+            raise
 
-def to_rows(events: Iterable[Event], live: Mapping[str, LiveFields] | None = None) -> RowBatch:
+
+def to_rows(events: Iterable[Event], live: Mapping[RunKey, LiveFields] | None = None) -> RowBatch:
     """The rows ``events`` (in offset order) write, with the runs' ``live`` fields where known."""
     rows = RowBatch(live=live if live is not None else {})
     for event in events:
         rows.add(event)
     return rows
+
+
+def build_rows(
+    events: Sequence[Event], live: Mapping[RunKey, LiveFields] | None = None
+) -> tuple[RowBatch, list[tuple[int, Exception]]]:
+    """``to_rows`` that never raises: the rows of every event that maps, and (index, exception) of
+    those that do not (a deterministic failure: the same event would fail again)."""
+    rows = RowBatch(live=live if live is not None else {})
+    failed: list[tuple[int, Exception]] = []
+    for index, event in enumerate(events):
+        try:
+            rows.add_whole(event)
+        except Exception as exc:
+            failed.append((index, exc))
+    return rows, failed

@@ -31,6 +31,18 @@ class WorkerSettings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     worker_commit_interval_s: float = Field(default=1.0, gt=0)
     """How often the worker commits offsets of inserted records (RUNSTREAM_WORKER_COMMIT_INTERVAL_S)."""
 
+    worker_insert_tries: int = Field(default=3, ge=1)
+    """Times ClickHouse may refuse a record for what it holds (a data error, by its error code)
+    before the record goes to the dead-letter topic; the rest of its batch is stored. Transient
+    failures (ClickHouse away, timeouts, memory) are retried without limit
+    (RUNSTREAM_WORKER_INSERT_TRIES)."""
+
+    worker_repair_window_s: float = Field(default=300.0, ge=0)
+    """A record found stored by an insert this recent is inserted again under that insert's token,
+    which completes rollups a worker killed mid-insert left short; keep it well within the time
+    ClickHouse's deduplication window (10,000 inserts per table) covers; 0 turns it off
+    (RUNSTREAM_WORKER_REPAIR_WINDOW_S)."""
+
     worker_crash_after_s: float = Field(default=120.0, gt=0)
     """A run whose heartbeats stopped this long ago without an end is marked crashed
     (RUNSTREAM_WORKER_CRASH_AFTER_S); keep it a few heartbeat intervals."""

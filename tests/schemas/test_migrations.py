@@ -14,7 +14,14 @@ from tests.fixtures.settings import StackSettings as Settings
 def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Settings) -> None:
     assert [m.version for m in pending(chdb_settings)] == [m.version for m in load_migrations()]
     applied = migrate(chdb_settings)
-    assert [m.name for m in applied] == ["initial", "sdk_events", "rollups", "pipeline_health", "run_latest"]
+    assert [m.name for m in applied] == [
+        "initial",
+        "sdk_events",
+        "rollups",
+        "pipeline_health",
+        "run_latest",
+        "insert_tokens",
+    ]
     assert migrate(chdb_settings) == []  # idempotent
     assert pending(chdb_settings) == []
 
@@ -28,6 +35,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
             (3, "rollups"),
             (4, "pipeline_health"),
             (5, "run_latest"),
+            (6, "insert_tokens"),
         ]
         order = client.query(
             "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"

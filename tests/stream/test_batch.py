@@ -9,6 +9,7 @@ import msgspec
 from runstream_core.events import (
     NO_CONTROL_PATTERN,
     TEAM_NAME_WIRE_PATTERN,
+    Event,
     HardwareBatch,
     Heartbeat,
     MetricBatch,
@@ -19,7 +20,14 @@ from runstream_core.events import (
     RunUpdate,
     encode_event,
 )
-from runstream_worker.decode import SourceRecord, decode_batch, dedup_token
+from runstream_worker.decode import (
+    SourceRecord,
+    StoredRows,
+    decode_batch,
+    dedup_token,
+    drop_stored,
+    token_created_ms,
+)
 
 INFO = RunInfo(run_id="r1", team="t", project="p", name="n", tags={"a": "b"}, started_at_ms=1_000)
 
@@ -114,10 +122,56 @@ def test_names_with_control_characters_are_set_aside_for_the_dead_letter_topic()
     assert decoded.rows.metric_points == 1
 
 
-def test_dedup_token_names_the_offsets_not_their_order() -> None:
+def points(producer: str, seq: int, steps: list[int], ts_ms: list[int] | None = None) -> MetricBatch:
+    return MetricBatch(
+        producer_id=producer,
+        seq=seq,
+        run_id="r1",
+        team="t",
+        project="p",
+        keys=["a"] * len(steps),
+        steps=steps,
+        ts_ms=ts_ms if ts_ms is not None else [0] * len(steps),
+        values=[1.0] * len(steps),
+    )
+
+
+def test_dedup_token_names_offsets_and_record_ids_not_their_order() -> None:
     a, b = rec("x.metrics", 5, b""), SourceRecord("x.metrics", 1, 5, b"")
-    assert dedup_token([a, b]) == dedup_token([b, a])
-    assert dedup_token([a]) != dedup_token([b])
+    ea, eb = points("p1", 0, [0]), points("p1", 1, [1])
+    assert dedup_token([a, b], [ea, eb], 7) == dedup_token([b, a], [eb, ea], 7)
+    assert dedup_token([a], [ea], 7) != dedup_token([b], [ea], 7)
+    # A topic created again reuses offsets: other records at the same offsets are other data.
+    assert dedup_token([a], [ea], 7) != dedup_token([a], [points("p2", 0, [0])], 7)
+    assert dedup_token([a], [ea], 7) != dedup_token([a], [points("p1", 9, [0])], 7)
+    # The time it was made ends it, and is read back from it and from the names derived from it.
+    token = dedup_token([a], [ea], 1_700_000_000_123)
+    assert token.endswith("@1700000000123")
+    assert token_created_ms(token) == token_created_ms(f"metrics:{token}:202301-202312") == 1_700_000_000_123
+    assert token_created_ms("offsets-a") is None and token_created_ms("metrics:x@") is None
+
+
+def test_stored_records_are_dropped_and_partly_stored_ones_keep_their_other_partitions() -> None:
+    jan, feb = 1_704_067_200_000, 1_706_745_600_000  # 2024-01-01 and 2024-02-01, UTC
+    events: list[Event] = [
+        points("p1", 0, [0, 1]),
+        points("p1", 1, [2, 3, 4], [jan, feb, feb + 1]),
+        points("p1", 2, [5]),
+        Heartbeat(run=INFO, ts_ms=5, producer_id="p1", seq=0),  # same id, another kind: never dropped
+    ]
+    sources = [rec("x.metrics", i, b"") for i in range(4)]
+    found = [
+        StoredRows("p1", 0, 197001, "metrics:t@1", 2),
+        StoredRows("p1", 1, 202401, "metrics:t@1", 1),  # its February points never made it
+        StoredRows("p9", 2, 197001, "metrics:t@1", 1),
+    ]
+    kept, kept_sources, replays = drop_stored(events, sources, found)
+    assert replays == 1
+    assert [s.offset for s in kept_sources] == [1, 2, 3]
+    partial = kept[0]
+    assert isinstance(partial, MetricBatch)
+    assert (partial.steps, partial.ts_ms) == ([3, 4], [feb, feb + 1])
+    assert kept[1:] == events[2:]
 
 
 def test_hardware_batches_become_columns_with_rank_and_interval() -> None:
@@ -164,27 +218,13 @@ def test_run_updates_carry_tags_params_and_summary_versioned_by_their_time() -> 
     assert run_row[8:10] == [{"best": ""}, "running"] and run_row[12] == at
 
 
-def test_repeats_of_a_record_are_dropped_within_a_batch_and_against_stored_ids() -> None:
-    def batch(seq: int) -> bytes:
-        return encode_event(
-            MetricBatch(
-                producer_id="p1",
-                seq=seq,
-                run_id="r1",
-                team="t",
-                project="p",
-                keys=["a"],
-                steps=[seq],
-                ts_ms=[0],
-                values=[1.0],
-            )
-        )
-
-    records = [rec("x.metrics", 0, batch(0)), rec("x.metrics", 1, batch(1)), rec("x.metrics", 2, batch(0))]
+def test_repeats_of_a_record_are_dropped_within_a_batch() -> None:
+    records = [
+        rec("x.metrics", 0, encode_event(points("p1", 0, [0]))),
+        rec("x.metrics", 1, encode_event(points("p1", 1, [1]))),
+        rec("x.metrics", 2, encode_event(points("p1", 0, [0]))),
+    ]
     decoded = decode_batch(records, "x.")
     assert decoded.replays == 1
-    assert decoded.record_ids() == {("p1", 0), ("p1", 1)}
-    assert decoded.rows.metric_points == 2
-    decoded.drop_replays({("p1", 1), ("other", 0)})
-    assert decoded.replays == 2
-    assert decoded.rows.metrics[4] == [0]  # only step 0 is left
+    assert [s.offset for s in decoded.sources] == [0, 1]
+    assert decoded.rows.metrics[4] == [0, 1]

@@ -14,6 +14,7 @@ from runstream_core.events import HardwareBatch, MetricBatch, RunEnd, RunInfo, R
 from runstream_worker.migrate import migrate
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
+from tests.fixtures.rollups import rollup_differences
 from tests.fixtures.settings import StackSettings as Settings
 
 T0 = 1_700_000_000_000
@@ -161,3 +162,7 @@ def test_run_table_equals_runs_params_and_raw_last_values(loaded: Client) -> Non
     ).result_rows
     assert [(run, k, v, steps[k]) for run, *_, values, steps in table for k, v in sorted(values.items())] == last
     assert len(last) == 6
+
+
+def test_every_rollup_equals_its_raw_aggregate(loaded: Client) -> None:
+    assert rollup_differences(loaded) == []

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import patch
 
-from runstream_core.events import HardwareBatch, Heartbeat, MetricBatch, RunInfo, RunStart, encode_event
-from runstream_worker.decode import RecordId, Rejected, SourceRecord
+from aiokafka.errors import KafkaConnectionError
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from runstream_core.events import (
+    HardwareBatch,
+    Heartbeat,
+    MetricBatch,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    RunStatus,
+    encode_event,
+)
+from runstream_worker.dead_letters import Letter, LetterTooLargeError
+from runstream_worker.decode import RecordId, SourceRecord, StoredRows
 from runstream_worker.rows import RowBatch
-from runstream_worker.runner import Backoff, Runner
+from runstream_worker.runner import Backoff, Handled, Runner
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.stats import WorkerStats
 from runstream_worker.tables import pipeline_health
@@ -21,13 +35,18 @@ FAST = Backoff(first_s=0.001, max_s=0.004)
 
 
 class FakeSink:
-    """Keeps what is written; ``failures`` writes fail first; ``stored`` are the records already stored."""
+    """Keeps what is written; ``failures`` writes fail first (with ``error``); ``stored`` are the
+    records already stored; ``refuse`` holds metric values a write refuses deterministically."""
 
     def __init__(self, failures: int = 0, stored: set[RecordId] | None = None) -> None:
         self.failures = failures
+        self.error: Exception = ConnectionError("clickhouse is away")
+        self.refuse: set[float] = set()
         self.stored = stored or set()
         self.running: list[RunningRun] = []
         self.attempts = 0
+        self.lookups = 0
+        self.repaired: list[str] = []
         self.written: list[tuple[RowBatch, str | None]] = []
         self.timeline: list[str] | None = None
         self.closed = False
@@ -36,13 +55,20 @@ class FakeSink:
         self.attempts += 1
         if self.failures:
             self.failures -= 1
-            raise ConnectionError("clickhouse is away")
+            raise self.error
+        if self.refuse & set(rows.metrics[6]):
+            raise DatabaseError("Code: 321. DB::Exception: Value out of range. (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)")
         self.written.append((rows, token))
         if self.timeline is not None:
             self.timeline.append("write")
 
-    def stored_records(self, ids: set[RecordId], run_keys: set[tuple[str, str, str]]) -> set[RecordId]:
-        return ids & self.stored
+    def stored_records(self, ids: set[RecordId], run_keys: set[tuple[str, str, str]]) -> Sequence[StoredRows]:
+        self.lookups += 1
+        return [StoredRows(p, s, 197001, f"metrics:old@{s}", 1_000_000) for p, s in ids & self.stored]
+
+    def repair(self, token: str) -> int:
+        self.repaired.append(token)
+        return 0
 
     def running_runs(self) -> Sequence[RunningRun]:
         return self.running
@@ -53,14 +79,24 @@ class FakeSink:
 
 class FakeDeadLetters:
     def __init__(self, timeline: list[str] | None = None) -> None:
-        self.sent: list[Rejected] = []
+        self.sent: list[Letter] = []
         self.timeline = timeline
+        self.failures = 0
+        self.max_bytes = 10**9
 
-    async def __call__(self, rejected: Rejected) -> None:
+    async def __call__(self, letter: Letter) -> None:
         await asyncio.sleep(0.01)  # Kafka takes a while to acknowledge
-        self.sent.append(rejected)
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("broker away")
+        if letter.size() > self.max_bytes:
+            raise LetterTooLargeError("too large")
+        self.sent.append(letter)
         if self.timeline is not None:
-            self.timeline.append(f"dead letter {rejected.record.offset}")
+            self.timeline.append(f"dead letter {letter.headers['source_offset'].decode()}")
+
+    def reasons(self) -> list[tuple[int, str]]:
+        return [(int(x.headers["source_offset"]), x.headers["reason"].decode()) for x in self.sent]
 
 
 class Clock:
@@ -75,11 +111,26 @@ def settings() -> WorkerSettings:
     return WorkerSettings(_env_file=None, topic_prefix="x.", worker_crash_after_s=10)  # type: ignore[call-arg]
 
 
-def runner(sink: FakeSink, dead_letters: FakeDeadLetters | None = None, stats: WorkerStats | None = None) -> Runner:
-    return Runner(settings(), sink, dead_letters or FakeDeadLetters(), stats, backoff=FAST, worker="w-1")
+def runner(
+    sink: FakeSink,
+    dead_letters: FakeDeadLetters | None = None,
+    stats: WorkerStats | None = None,
+    clock: Callable[[], int] = lambda: 1_000,
+    dead_letter_max_bytes: int = 1_000_000,
+) -> Runner:
+    return Runner(
+        settings(),
+        sink,
+        dead_letters or FakeDeadLetters(),
+        stats,
+        backoff=FAST,
+        worker="w-1",
+        clock=clock,
+        dead_letter_max_bytes=dead_letter_max_bytes,
+    )
 
 
-def points(seq: int, n: int = 3) -> bytes:
+def points(seq: int, n: int = 3, value: float = 1.0) -> bytes:
     return encode_event(
         MetricBatch(
             producer_id="p1",
@@ -90,7 +141,7 @@ def points(seq: int, n: int = 3) -> bytes:
             keys=["loss"] * n,
             steps=list(range(n)),
             ts_ms=[5] * n,
-            values=[1.0] * n,
+            values=[value] * n,
         )
     )
 
@@ -111,37 +162,43 @@ def readings(seq: int) -> bytes:
     )
 
 
-def test_a_failing_sink_is_retried_until_it_takes_the_batch() -> None:
+def test_a_failing_sink_is_retried_with_the_same_token_and_no_second_lookup() -> None:
     sink = FakeSink(failures=3)
     records = [SourceRecord("x.metrics", 0, 7, points(0))]
 
     async def run() -> None:
         work = runner(sink)
-        decoded = await work.handle(records)
-        assert decoded.rows.metric_points == 3
+        handled = await work.handle(records)
+        assert handled.counts["metrics"] == 3
         work.close()
 
     asyncio.run(run())
-    assert sink.attempts == 4
+    assert (sink.attempts, sink.lookups) == (4, 1)
     ((rows, token),) = sink.written
-    assert rows.metrics[4] == [0, 1, 2] and token is not None
+    assert rows.metrics[4] == [0, 1, 2] and token is not None and token.endswith("@1000")
     assert sink.closed
 
 
-def test_a_retry_drops_what_the_failed_attempt_stored() -> None:
-    sink = FakeSink(stored={("p1", 0)})
-    records = [SourceRecord("x.metrics", 0, 0, points(0)), SourceRecord("x.metrics", 0, 1, points(1, n=2))]
+def test_the_lookup_drops_stored_records_and_repairs_their_recent_tokens_first() -> None:
+    sink = FakeSink(stored={("p1", 0), ("p1", 1)})
+    records = [
+        SourceRecord("x.metrics", 0, 0, points(0)),
+        SourceRecord("x.metrics", 0, 1, points(1)),
+        SourceRecord("x.metrics", 0, 2, points(2, n=2)),
+    ]
 
-    async def run() -> RowBatch:
-        work = runner(sink)
-        decoded = await work.handle(records)
-        assert decoded.replays == 1
-        assert work.stats.totals().replays == 1
-        return decoded.rows
+    async def run() -> Handled:
+        # Stored under tokens made at 0 and 1 ms; it is now 300.001 s after the first.
+        work = runner(sink, clock=lambda: 300_001)
+        handled = await work.handle(records)
+        assert work.stats.totals().replays == 2
+        return handled
 
-    rows = asyncio.run(run())
-    assert rows.metric_points == 2
-    assert sink.written[0][0] is rows
+    handled = asyncio.run(run())
+    assert (handled.replays, handled.counts["metrics"]) == (2, 2)
+    assert sink.written[0][0].metrics[8] == [2, 2]
+    # The one within worker_repair_window_s (300 s) is repaired; ClickHouse may have forgotten the other.
+    assert sink.repaired == ["metrics:old@1"]
 
 
 def test_dead_letters_are_on_their_topic_before_the_batch_completes() -> None:
@@ -162,10 +219,92 @@ def test_dead_letters_are_on_their_topic_before_the_batch_completes() -> None:
 
     asyncio.run(run())
     assert timeline == ["dead letter 0", "dead letter 2", "write", "batch done"]
-    assert [(r.record.offset, r.reason.split(":")[0]) for r in dead_letters.sent] == [
+    assert [(offset, reason.split(":")[0]) for offset, reason in dead_letters.reasons()] == [
         (0, "invalid event"),
         (2, "empty record value"),
     ]
+
+
+def test_a_record_clickhouse_refuses_is_isolated_and_dead_lettered_while_the_rest_is_stored() -> None:
+    sink = FakeSink()
+    sink.refuse = {666.0}
+    dead_letters = FakeDeadLetters()
+    records = [SourceRecord("x.metrics", 0, i, points(i, value=666.0 if i == 5 else float(i))) for i in range(8)]
+
+    async def run() -> Handled:
+        return await runner(sink, dead_letters).handle(records)
+
+    handled = asyncio.run(run())
+    stored = sorted(seq for rows, _ in sink.written for seq in set(rows.metrics[8]))
+    assert stored == [0, 1, 2, 3, 4, 6, 7]
+    assert handled.counts["metrics"] == 7 * 3
+    ((offset, reason),) = dead_letters.reasons()
+    assert offset == 5
+    assert reason.startswith("clickhouse refused the record: Code: 321 (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE): DB::")
+    # The take 3 times; its halves once each ([0-3] stored, [4-7] split, [4-5] split, [6-7] stored);
+    # [4] stored; [5] 3 times.
+    assert sink.attempts == 3 + 2 + 2 + 1 + 3
+    # Every piece carries a token of its own.
+    assert len({token for _, token in sink.written}) == len(sink.written)
+
+
+def test_a_single_refused_record_is_tried_worker_insert_tries_times() -> None:
+    sink = FakeSink()
+    sink.refuse = {666.0}
+    dead_letters = FakeDeadLetters()
+
+    async def run() -> None:
+        await runner(sink, dead_letters).handle([SourceRecord("x.metrics", 0, 0, points(0, value=666.0))])
+
+    asyncio.run(run())
+    assert (sink.attempts, len(sink.written), len(dead_letters.sent)) == (3, 0, 1)
+
+
+def test_transient_and_deterministic_failures_are_told_apart_by_code() -> None:
+    sink = FakeSink(failures=5)
+    sink.error = DatabaseError("Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)")
+    dead_letters = FakeDeadLetters()
+
+    async def run() -> None:
+        await runner(sink, dead_letters).handle([SourceRecord("x.metrics", 0, 0, points(0))])
+
+    asyncio.run(run())
+    assert (sink.attempts, len(sink.written), dead_letters.sent) == (6, 1, [])
+
+
+def test_an_event_whose_rows_cannot_be_built_is_a_dead_letter_at_once() -> None:
+    sink = FakeSink()
+    dead_letters = FakeDeadLetters()
+    start = RunStart(run=INFO, params={"lr": "0.1"})
+    records = [SourceRecord("x.runs", 0, 0, encode_event(start)), SourceRecord("x.runs", 0, 1, b"")]
+
+    async def run() -> None:
+        await runner(sink, dead_letters).handle(records)
+
+    with patch("runstream_worker.tables.params.rows", side_effect=ValueError("year 287396 is out of range")):
+        asyncio.run(run())
+    assert dead_letters.reasons() == [
+        (1, "empty record value"),
+        (0, "could not build rows: ValueError: year 287396 is out of range"),
+    ]
+    assert sink.written == []
+
+
+def test_dead_letters_that_fail_are_retried_and_oversize_ones_are_cut() -> None:
+    sink = FakeSink()
+    dead_letters = FakeDeadLetters()
+    dead_letters.failures = 2
+    dead_letters.max_bytes = 40_000
+    big = b"\xc1" * 100_000
+
+    async def run() -> None:
+        await runner(sink, dead_letters, dead_letter_max_bytes=90_000).handle([SourceRecord("x.metrics", 0, 3, big)])
+
+    asyncio.run(run())
+    ((sent),) = dead_letters.sent
+    assert sent.size() <= 40_000 and big.startswith(sent.value) and len(sent.value) > 20_000
+    assert sent.headers["original_size"] == b"100000"
+    assert "dead letter cut to its first" in sent.headers["reason"].decode()
 
 
 def test_a_batch_of_bad_records_only_writes_nothing() -> None:
@@ -179,15 +318,25 @@ def test_a_batch_of_bad_records_only_writes_nothing() -> None:
     assert sink.attempts == 0 and len(dead_letters.sent) == 1
 
 
+class WorkerClock:
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
 def test_runs_whose_heartbeats_stopped_are_written_crashed_once_seeded_from_storage() -> None:
     sink = FakeSink()
     seeded = RunInfo(run_id="r0", team="t", project="p", started_at_ms=500)
-    sink.running = [RunningRun(seeded, 900, 4)]
+    sink.running = [RunningRun(seeded, 900, 4, 700)]
+    clock = WorkerClock(1_000)
 
     async def run() -> Runner:
-        work = runner(sink)
+        work = runner(sink, clock=clock)
         await work.handle([SourceRecord("x.runs", 0, 0, encode_event(RunStart(run=INFO)))])
-        await work.handle([SourceRecord("x.runs", 0, 1, encode_event(Heartbeat(run=INFO, ts_ms=2_000, step=3)))])
+        clock.now_ms = 2_000
+        await work.handle([SourceRecord("x.runs", 0, 1, encode_event(Heartbeat(run=INFO, ts_ms=1_500, step=3)))])
         await work.check_liveness(now_ms=50_000, runs_backlog=2)  # heartbeats may wait unread: no verdict
         assert len(sink.written) == 2
         await work.check_liveness(now_ms=11_000)
@@ -197,12 +346,47 @@ def test_runs_whose_heartbeats_stopped_are_written_crashed_once_seeded_from_stor
 
     work = asyncio.run(run())
     crashed = [rows.runs for rows, _ in sink.written[2:]]
+    # Heartbeat times are the worker's when they arrived; a crash row is versioned 1 ms after the
+    # newest row of the run (the producer's clock), so a later end outranks it.
     assert [[(row[2], row[9], row[12], row[15], row[16]) for row in rows] for rows in crashed] == [
-        [("r0", "crashed", datetime.fromtimestamp(11, UTC), datetime.fromtimestamp(0.9, UTC), 4)],
-        [("r1", "crashed", datetime.fromtimestamp(12, UTC), datetime.fromtimestamp(2, UTC), 3)],
+        [("r0", "crashed", datetime.fromtimestamp(0.701, UTC), datetime.fromtimestamp(0.9, UTC), 4)],
+        [("r1", "crashed", datetime.fromtimestamp(1.501, UTC), datetime.fromtimestamp(2, UTC), 3)],
     ]
     assert [token for _, token in sink.written[2:]] == [None, None]
     assert work.stats.totals().crashed_runs == 2
+
+
+def test_a_skewed_producer_clock_neither_crashes_a_live_run_nor_outranks_its_end() -> None:
+    sink = FakeSink()
+    skew = -600_000  # the producer's clock is 10 minutes behind the worker's
+    clock = WorkerClock(1_700_000_000_000)
+    info = RunInfo(run_id="r1", team="t", project="p", started_at_ms=clock.now_ms + skew)
+
+    async def run() -> None:
+        work = runner(sink, clock=clock)
+        await work.handle([SourceRecord("x.runs", 0, 0, encode_event(RunStart(run=info)))])
+        for offset in range(1, 5):
+            clock.now_ms += 5_000
+            beat = Heartbeat(run=info, ts_ms=clock.now_ms + skew, step=offset)
+            await work.handle([SourceRecord("x.runs", 0, offset, encode_event(beat))])
+            await work.check_liveness(now_ms=clock.now_ms)
+        assert work.stats.totals().crashed_runs == 0
+        clock.now_ms += 10_000  # heartbeats stopped
+        await work.check_liveness(now_ms=clock.now_ms)
+        assert work.stats.totals().crashed_runs == 1
+        end = RunEnd(run=info, status=RunStatus.FINISHED, ended_at_ms=clock.now_ms + skew - 10_000)
+        await work.handle([SourceRecord("x.runs", 0, 5, encode_event(end))])
+
+    asyncio.run(run())
+    rows = [row for batch, _ in sink.written for row in batch.runs]
+    statuses = [(row[9], row[12]) for row in rows]
+    assert [status for status, _ in statuses] == ["running"] * 5 + ["crashed", "finished"]
+    last_beat, crash, end = (version for _, version in statuses[4:])
+    # An end at the millisecond of the last heartbeat ties with the crash row, which it wins: it is
+    # inserted later, and "finished" sorts after "crashed" (tests/stream/test_sink.py, real engine).
+    assert last_beat < crash == end
+    # The live figures are the worker's: the last heartbeat arrived 10 s before the check.
+    assert rows[5][15] == datetime.fromtimestamp((clock.now_ms - 10_000) / 1000, UTC)
 
 
 def test_a_failed_read_of_running_runs_is_tried_again_at_the_next_check() -> None:
@@ -213,7 +397,7 @@ def test_a_failed_read_of_running_runs_is_tried_again_at_the_next_check() -> Non
             self.reads += 1
             if self.reads == 1:
                 raise ConnectionError("clickhouse is away")
-            return [RunningRun(INFO, 1_000, 0)]
+            return [RunningRun(INFO, 1_000, 0, 1_000)]
 
     sink = Unreadable()
 

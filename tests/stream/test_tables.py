@@ -154,11 +154,12 @@ def test_lifecycle_events_version_their_rows() -> None:
     # An update is never older than the start.
     assert runs.updated(RunUpdate(run=INFO, ts_ms=500), live)[12] == at(1_000)
     assert runs.updated(RunUpdate(run=INFO, ts_ms=3_000), live)[12] == at(3_000)
-    # An end in the start's millisecond still outranks the start; the later last step wins; never stalled.
+    # An end outranks every row of its run from before it, even in the same millisecond (the start,
+    # a heartbeat); the later last step wins; never stalled.
     end = runs.ended(RunEnd(run=INFO, status=RunStatus.FAILED, ended_at_ms=1_000, step=3), LiveFields(2_000, 7, True))
     assert end == [*identity("failed"), at(1_000), at(1_000), at(1_001), 2, 0, at(2_000), 7]
     end = runs.ended(RunEnd(run=INFO, status=RunStatus.FINISHED, ended_at_ms=6_000, step=9), live)
-    assert end[9:] == ["finished", at(1_000), at(6_000), at(6_000), 2, 0, at(2_000), 9]
+    assert end[9:] == ["finished", at(1_000), at(6_000), at(6_001), 2, 0, at(2_000), 9]
 
 
 def test_heartbeats_of_rank_zero_write_live_state_others_nothing() -> None:
@@ -169,14 +170,19 @@ def test_heartbeats_of_rank_zero_write_live_state_others_nothing() -> None:
     assert runs.heartbeat(Heartbeat(run=INFO, ts_ms=1_500, step=7, rank=1), None) is None
 
 
-def test_a_crashed_run_is_versioned_at_the_check() -> None:
-    row = runs.crashed(INFO, LiveFields(heartbeat_at_ms=2_000, last_step=5), now_ms=200_000)
-    assert row == [*identity("crashed"), at(1_000), None, at(200_000), 2, 0, at(2_000), 5]
+def test_a_crashed_run_is_versioned_just_after_the_newest_row_seen() -> None:
+    row = runs.crashed(INFO, LiveFields(heartbeat_at_ms=200_000, last_step=5), last_version_ms=2_000)
+    assert row == [*identity("crashed"), at(1_000), None, at(2_001), 2, 0, at(200_000), 5]
+    # An end written later outranks it, also one from the millisecond of the last heartbeat.
+    end = runs.ended(RunEnd(run=INFO, status=RunStatus.FINISHED, ended_at_ms=2_000), NO_LIVE_FIELDS)
+    assert end[12] >= row[12]
 
 
 def test_running_runs_map_back_onto_the_run_they_were_written_from() -> None:
-    stored = ("t", "p", "r1", "first", "sweep", "ada", "node-1", "abc123", {"a": "b"}, 1_000, 2, 7_000, 12)
-    assert runs.running_run(stored) == runs.RunningRun(INFO, 7_000, 12)
+    stored = ("t", "p", "r1", "first", "sweep", "ada", "node-1", "abc123", {"a": "b"}, 1_000, 2, 7_000, 12, 6_500)
+    assert runs.running_run(stored) == runs.RunningRun(INFO, 7_000, 12, 6_500)
+    never_beat = (*stored[:11], None, -1, 1_000)
+    assert runs.running_run(never_beat) == runs.RunningRun(INFO, None, -1, 1_000)
 
 
 def test_params_and_summary_rows() -> None:
@@ -222,7 +228,7 @@ def test_pipeline_health_row_of_an_interval() -> None:
 
 
 def test_to_rows_sends_each_event_to_its_tables_with_the_live_fields() -> None:
-    live = {"r1": LiveFields(heartbeat_at_ms=1_200, last_step=4)}
+    live = {("t", "p", "r1"): LiveFields(heartbeat_at_ms=1_200, last_step=4)}
     events = [
         RunStart(run=INFO, params={"lr": "0.1"}),
         RunUpdate(run=INFO, ts_ms=2_000, params={"lr": "0.2"}, summary={"acc": 0.5}),

@@ -1,10 +1,11 @@
-"""``hardware``: one row per hardware reading."""
+"""``hardware``: one row per hardware reading, partitioned by day (``PARTITION BY toDate(ts)``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from runstream_core.events import HardwareBatch
+from runstream_worker.tables._time import day_ids, day_span
 
 COLUMNS = (
     "team",
@@ -21,6 +22,12 @@ COLUMNS = (
     "seq",
     "user",
 )
+
+TS = COLUMNS.index("ts")
+partition_span = day_span
+"""How many partitions a range of times covers."""
+partition_ids = day_ids
+"""Each time's partition id."""
 
 
 def columns() -> list[list[Any]]:

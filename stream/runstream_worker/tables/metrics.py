@@ -1,12 +1,19 @@
-"""``metrics``: one row per metric point."""
+"""``metrics``: one row per metric point, partitioned by month (``PARTITION BY toYYYYMM(ts)``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from runstream_core.events import MetricBatch
+from runstream_worker.tables._time import month_ids, month_span
 
 COLUMNS = ("team", "project", "run_id", "key", "step", "ts", "value", "producer_id", "seq", "rank")
+
+TS = COLUMNS.index("ts")
+partition_span = month_span
+"""How many partitions a range of times covers."""
+partition_ids = month_ids
+"""Each time's partition id."""
 
 
 def columns() -> list[list[Any]]:

@@ -1,9 +1,12 @@
 """``runs``: one row per lifecycle event (ReplacingMergeTree on ``updated_at``), and back.
 
 Every lifecycle event carries the run's whole identity (``RunInfo``), so each one alone rebuilds
-the run's row; the newest version wins. The worker's liveness figures (last heartbeat, last step,
-stalled) ride along on each row. ``RUNNING_QUERY`` and ``running_run`` are the way back: the runs
-stored as running, which seed the worker's liveness tracker at start.
+the run's row; the newest version wins. Versions are the producer's times (its clock orders its own
+events); the crash row the worker writes is versioned just after the last row it saw of the run, so
+it outranks that row and never a later end. The worker's liveness figures (last heartbeat as the
+worker received it, last step, stalled) ride along on each row. ``RUNNING_QUERY`` and
+``running_run`` are the way back: the runs stored as running, which seed the worker's liveness
+tracker at start. A run is named by its team, project and id together (``RunKey``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ COLUMNS = (
 )
 
 LifecycleEvent = RunStart | RunUpdate | RunEnd | Heartbeat
+
+RunKey = tuple[str, str, str]
+"""(team, project, run id): run ids are unique within a project only."""
+
+
+def run_key(run: RunInfo) -> RunKey:
+    return (run.team, run.project, run.run_id)
 
 
 @dataclass(frozen=True)
@@ -74,15 +84,21 @@ def row(run: RunInfo, status: RunStatus, ended: datetime | None, version: dateti
     ]
 
 
-def version(event: LifecycleEvent) -> datetime:
-    """The version (``updated_at``) of the rows an event writes: its run row, params and summary."""
+def version_ms(event: LifecycleEvent) -> int:
+    """The version (``updated_at``, epoch ms) of the rows an event writes: run row, params, summary."""
     run = event.run
     if isinstance(event, RunStart):
-        return at_ms(max(run.started_at_ms, event.resumed_at_ms))
+        return max(run.started_at_ms, event.resumed_at_ms)
     if isinstance(event, RunEnd):
-        # The end row must outrank the start row in ReplacingMergeTree even within one millisecond.
-        return at_ms(max(event.ended_at_ms, run.started_at_ms + 1))
-    return at_ms(max(event.ts_ms, run.started_at_ms))
+        # The end row outranks every row of the run from before the end, even one written within
+        # the same millisecond (the start, a last heartbeat, or the crash row that follows it).
+        return max(event.ended_at_ms, run.started_at_ms) + 1
+    return max(event.ts_ms, run.started_at_ms)
+
+
+def version(event: LifecycleEvent) -> datetime:
+    """``version_ms`` as the ``DateTime64(3)`` value stored."""
+    return at_ms(version_ms(event))
 
 
 def started(event: RunStart, live: LiveFields) -> list[Any]:
@@ -110,23 +126,29 @@ def heartbeat(event: Heartbeat, live: LiveFields | None) -> list[Any] | None:
     return row(event.run, RunStatus.RUNNING, None, version(event), live)
 
 
-def crashed(run: RunInfo, live: LiveFields, now_ms: int) -> list[Any]:
-    """The row that marks a run whose heartbeats stopped as crashed, versioned ``now_ms``."""
-    return row(run, RunStatus.CRASHED, None, at_ms(now_ms), live)
+def crashed(run: RunInfo, live: LiveFields, last_version_ms: int) -> list[Any]:
+    """The row that marks a run whose heartbeats stopped as crashed.
+
+    Versioned 1 ms after ``last_version_ms``, the newest version among the run's rows the worker
+    saw, on the producer's clock: it outranks them, and a later end or heartbeat outranks it (an end
+    at the same millisecond wins too: it is written later, and its status sorts after "crashed")."""
+    return row(run, RunStatus.CRASHED, None, at_ms(last_version_ms + 1), live)
 
 
 class RunningRun(NamedTuple):
-    """A run stored as running: its identity, its last sign of life and its last step."""
+    """A run stored as running: its identity, its last heartbeat as a worker received it (None
+    before any), its last step, and the version of its newest row (producer's clock)."""
 
     info: RunInfo
-    heartbeat_at_ms: int
+    heartbeat_at_ms: int | None
     last_step: int
+    version_ms: int
 
 
 RUNNING_QUERY = """
 SELECT team, project, run_id, name, run_group, user, host, git_commit, tags,
        toUnixTimestamp64Milli(started_at), world_size,
-       toUnixTimestamp64Milli(coalesce(heartbeat_at, updated_at)), last_step
+       toUnixTimestamp64Milli(heartbeat_at), last_step, toUnixTimestamp64Milli(updated_at)
 FROM runs FINAL
 WHERE status = 'running'
 """
@@ -134,7 +156,22 @@ WHERE status = 'running'
 
 def running_run(values: Sequence[Any]) -> RunningRun:
     """One result row of ``RUNNING_QUERY``, mapped back onto the run it was written from."""
-    team, project, run_id, name, group, user, host, commit, tags, started_ms, world_size, beat_ms, last_step = values
+    (
+        team,
+        project,
+        run_id,
+        name,
+        group,
+        user,
+        host,
+        commit,
+        tags,
+        started_ms,
+        world_size,
+        beat_ms,
+        last_step,
+        version,
+    ) = values
     info = RunInfo(
         run_id=run_id,
         team=team,
@@ -148,4 +185,4 @@ def running_run(values: Sequence[Any]) -> RunningRun:
         started_at_ms=int(started_ms),
         world_size=int(world_size),
     )
-    return RunningRun(info, int(beat_ms), int(last_step))
+    return RunningRun(info, None if beat_ms is None else int(beat_ms), int(last_step), int(version))
