@@ -30,7 +30,8 @@ order and ``max_results`` (the page), ``mlflow_run_table_all_ms*`` returns every
 ``mlflow_overlay_ms`` is ``get_metric_history`` of the 10 runs (full histories: MLflow has no
 downsampling read; ``--mlflow-curve-steps`` shortens MLflow's curves only, where 10 million points
 would take MLflow too long: that flatters MLflow, never runstream). A call that takes over
-``--slow-s`` seconds is timed once instead of five times. MLflow figures are null where mlflow is not installed (``bench`` extra).
+``--slow-s`` seconds is timed once instead of five times. MLflow figures are null where mlflow is
+not installed (``bench`` extra).
 
 Every timed read is also checked: the rows, their order and the values must be the ones seeded.
 Last line: one JSON object with the figures and the ratios (MLflow's time / runstream's).
