@@ -10,7 +10,8 @@ SDK: this measures reads, not ingest (``bench/ingest.py`` measures that).
 Data, per run-table size N (``--scales``, default 1,000, 10,000 and 100,000; one project each):
 N runs with 5 params (``optimizer`` is ``adamw`` for every third run) and 5 metrics of
 ``--run-steps`` steps each. Overlay: 10 more runs whose ``loss`` has ``--curve-steps`` steps
-(default 1,000,000: 10 curves x 1M steps = 10 million points drawn).
+(default 1,000,000: 10 curves x 1M steps = 10 million points drawn). The rollups are merged
+(``OPTIMIZE ... FINAL``) before timing, as background merges leave a store that is not being written.
 
 Timed (median of 5 after one warm-up call, through the public read API, ``runstream.query.Reader``):
 
@@ -21,8 +22,8 @@ Timed (median of 5 after one warm-up call, through the public read API, ``runstr
 - ``run_table_all_ms*``: the same without a limit (every third run: 33,334 rows at 100,000 runs);
 - ``overlay_ms``: ``curves(10 run ids, "loss", points=1000)``: 10 curves downsampled from the
   step-bucket rollup (the same rule as the dashboards' overlay);
-- ``endpoint_run_table_ms``, ``endpoint_overlay_ms``: the page and the overlay through the embedded
-  engine's ClickHouse HTTP endpoint (what Grafana and notebooks use while a worker runs).
+- ``endpoint_run_table_ms``, ``endpoint_overlay_ms``: the page (1,000 runs) and the overlay through
+  the embedded engine's ClickHouse HTTP endpoint (what Grafana and notebooks use while a worker runs).
 
 MLflow (sqlite store, the first two sizes: 1,000 and 10,000 runs) gets the same runs, params,
 metrics and overlay histories: ``mlflow_run_table_ms*`` is ``search_runs`` with the same filter,
