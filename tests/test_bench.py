@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -22,14 +23,35 @@ def test_each_benchmark_imports(script: str) -> None:
 
 
 def test_the_query_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    """Quick mode: small sizes, every key of the full run, the row counts of what was timed (the
+    benchmark itself checks each timed read's rows, order and values, and exits non-zero if one differs)."""
     result = subprocess.run(
         [sys.executable, str(BENCH / "query.py"), "--quick"],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["run_table_rows"] == 34 and figures["overlay_points"] > 0
-    assert figures["run_table_ms"] > 0 and figures["endpoint_run_table_ms"] > 0
+    assert figures["scales"] == [100, 300, 1000] and figures["mlflow_scales"] == [100, 300]
+    # Every third run has optimizer=adamw: all of them, and the first page of 20.
+    assert [figures[f"run_table_rows{tier}"] for tier in ("", "_10k", "_100k")] == [34, 100, 334]
+    assert figures["page"] == 20 and figures["curve_steps"] == 5000
+    # 10 curves of 5,000 steps drawn from 16-step buckets: 313 points each.
+    assert figures["overlay_points"] == 10 * 313
+    timed = [
+        "run_table_ms", "run_table_ms_10k", "run_table_ms_100k",
+        "run_table_all_ms", "run_table_all_ms_10k", "run_table_all_ms_100k",
+        "overlay_ms", "endpoint_run_table_ms", "endpoint_overlay_ms",
+    ]  # fmt: skip
+    timed += [key.replace("_ms", "_cpu_ms", 1) for key in timed]  # each wall-clock figure has a CPU-time twin
+    assert all(figures[key] > 0 for key in timed), {key: figures[key] for key in timed}
+    mlflow = ["mlflow_run_table_ms", "mlflow_run_table_ms_10k", "mlflow_run_table_all_ms", "mlflow_overlay_ms"]
+    mlflow += [key.replace("_ms", "_cpu_ms", 1) for key in mlflow]
+    ratios = ["run_table_speedup_vs_mlflow", "run_table_10k_speedup_vs_mlflow", "overlay_speedup_vs_mlflow"]
+    ratios += ["run_table_10k_cpu_speedup_vs_mlflow", "overlay_cpu_speedup_vs_mlflow"]
+    if importlib.util.find_spec("mlflow") is None:  # the bench extra is not in the test environment
+        assert all(figures[key] is None for key in mlflow + ratios)
+    else:
+        assert all(figures[key] > 0 for key in mlflow + ratios)
 
 
 def test_the_storage_benchmark_measures_the_metrics_table(tmp_path: Path) -> None:

@@ -102,26 +102,31 @@ def read_runs(
     """See :func:`runstream.query.runs`."""
     pd = pandas()
     sql, bound = build_query(team, project, params, where, parameters, order_by, ascending, limit)
-    rows = client.query(sql, parameters=bound).result_rows
-    if rows and order_by is not None and not any(order_by in row[11] for row in rows):
-        keys = sorted({key for row in rows for key in row[11]})
+    # Column-wise: no per-row tuples to build and take apart (a third of the time at 100,000 runs).
+    result = client.query(sql, parameters=bound).result_columns
+    columns_in = result if result else [[] for _ in range(12)]
+    (run_ids, teams, projects, names, groups, users, statuses, stalled, started, ended, param_maps, metric_maps) = (
+        columns_in
+    )
+    if run_ids and order_by is not None and not any(order_by in values for values in metric_maps):
+        keys = sorted({key for values in metric_maps for key in values})
         raise UsageError(f"order_by: no run has a metric {order_by!r}; metrics of these runs: {keys}")
-    param_keys = sorted({key for row in rows for key in row[10]})
-    metric_keys = sorted({key for row in rows for key in row[11]})
+    param_keys = sorted({key for values in param_maps for key in values})
+    metric_keys = sorted({key for values in metric_maps for key in values})
     columns: dict[str, Any] = {
-        "run_id": [row[0] for row in rows],
-        "team": [row[1] for row in rows],
-        "project": [row[2] for row in rows],
-        "name": [row[3] for row in rows],
-        "group": [row[4] for row in rows],
-        "user": [row[5] for row in rows],
-        "status": [row[6] for row in rows],
-        "stalled": pd.Series([bool(row[7]) for row in rows], dtype=bool),
-        "started_at": utc_times([row[8] for row in rows]),
-        "ended_at": utc_times([row[9] for row in rows]),
+        "run_id": list(run_ids),
+        "team": list(teams),
+        "project": list(projects),
+        "name": list(names),
+        "group": list(groups),
+        "user": list(users),
+        "status": list(statuses),
+        "stalled": pd.Series([bool(flag) for flag in stalled], dtype=bool),
+        "started_at": utc_times(list(started)),
+        "ended_at": utc_times(list(ended)),
     }
     for key in param_keys:
-        columns[PARAM_PREFIX + key] = pd.Series([row[10].get(key) for row in rows])  # text, as stored
+        columns[PARAM_PREFIX + key] = pd.Series([values.get(key) for values in param_maps])  # text, as stored
     for key in metric_keys:
-        columns[METRIC_PREFIX + key] = pd.Series([row[11].get(key) for row in rows], dtype="float64")
+        columns[METRIC_PREFIX + key] = pd.Series([values.get(key) for values in metric_maps], dtype="float64")
     return pd.DataFrame(columns)
