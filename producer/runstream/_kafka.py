@@ -6,6 +6,8 @@ this module only chooses the producer's options for a training job.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import weakref
 from typing import Any, Protocol
@@ -41,9 +43,23 @@ def _disown_in_child() -> None:
 os.register_at_fork(after_in_child=_disown_in_child)
 
 
+def _close_left_open() -> None:
+    """At exit, close the producers no run or sync closed, as kafka-python's own exit hook would.
+
+    Registered when this module is imported, before any run registers its exit hook: ``atexit`` runs
+    hooks last-registered first, so this runs after every run still open has finished (and delivered
+    its last records) through the producer it needs."""
+    for producer in list(_producers):
+        with contextlib.suppress(Exception):  # the process is ending: nothing is left to tell
+            producer.close(timeout=1.0)
+
+
+atexit.register(_close_left_open)
+
+
 def kafka_sender(settings: Settings) -> RecordSender:
     """A kafka-python producer for one run: idempotent, lz4, bounded waits so outages surface."""
-    producer: RecordSender = kafka.producer(
+    producer = kafka.producer(
         settings,
         client_id="runstream-sdk",
         acks="all",
@@ -56,8 +72,16 @@ def kafka_sender(settings: Settings) -> RecordSender:
         delivery_timeout_ms=30_000,
         max_request_size=max(_DEFAULT_MAX_REQUEST_SIZE, settings.max_record_bytes + _RECORD_OVERHEAD),
     )
+    # kafka-python closes each producer in an exit hook of its own. A run's producer is made on its sender
+    # thread after the run registered its exit hook, so that hook would run first and close the producer
+    # under the run still ending at exit: its end and last points could not be sent. The SDK closes its
+    # producers itself: the run's transport once the run is finished, ``_close_left_open`` at the very end.
+    kafka_hook = getattr(producer, "_cleanup", None)
+    if kafka_hook is not None:
+        atexit.unregister(kafka_hook)
     _producers.add(producer)
-    return producer
+    sender: RecordSender = producer
+    return sender
 
 
 def too_large(exc: BaseException) -> bool:
