@@ -176,6 +176,9 @@ def test_mlflow_scripts_write_through_runstream_and_read_back(
     assert search(order_by=["metrics.loss DESC"]) == [ids["FAILED"], ids["RUN"], ids["AUTOLOG"]]  # no loss: last
     assert search(order_by=["attributes.start_time ASC"]) == [ids["RUN"], ids["FAILED"], ids["AUTOLOG"]]
     assert search() == [ids["AUTOLOG"], ids["FAILED"], ids["RUN"]]  # MLflow's default: newest first
+    mlflow.set_experiment("mlflow-quickstart")
+    frame = mlflow.search_runs(filter_string="params.optimizer = 'adam'")  # the fluent API, as a DataFrame
+    assert list(frame["run_id"]) == [ids["RUN"]] and list(frame["metrics.acc"]) == [pytest.approx(0.7)]
     page = client.search_runs(experiments, max_results=2, order_by=["attributes.start_time ASC"])
     rest = client.search_runs(experiments, max_results=2, order_by=["attributes.start_time ASC"], page_token=page.token)
     assert [r.info.run_id for r in [*page, *rest]] == [ids["RUN"], ids["FAILED"], ids["AUTOLOG"]]
@@ -199,3 +202,32 @@ def test_mlflow_scripts_write_through_runstream_and_read_back(
     assert MlflowClient().search_runs(experiments) == []
     with pytest.raises(MlflowException, match="not found"):
         MlflowClient().get_run(ids["RUN"])
+
+
+def test_default_autologging_logs_params_metrics_and_a_local_model_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mlflow.sklearn.autolog()`` with its defaults (models included): the run is complete in the spool and
+    the model's files are in the local artifact folder (no broker needed offline)."""
+    settings = Settings(_env_file=None, runs_dir=tmp_path / "runs", hardware_interval_s=0, handle_sigterm=False)  # type: ignore[call-arg]
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RUNSTREAM_MODE", "offline")
+    mlflow.set_tracking_uri("runstream://?team=offline")  # MLflow keeps one store per URI: a URI of its own
+    try:
+        mlflow.set_experiment("autolog-default")
+        mlflow.sklearn.autolog(disable=False, silent=True)
+        x = [[1, 1], [1, 2], [2, 2], [2, 3]]
+        LinearRegression().fit(x, [6, 8, 9, 11])
+        last = mlflow.last_active_run()
+        assert last is not None
+        run = mlflow.get_run(last.info.run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {k: str(v) for k, v in LinearRegression().get_params().items()}
+        assert run.data.metrics["training_r2_score"] == pytest.approx(1.0)
+        models = list((settings.runs_dir.parent / "mlflow-artifacts" / "models").glob("m-*/model.pkl"))
+        assert len(models) == 1
+        assert list((settings.runs_dir / last.info.run_id / "spool").iterdir())
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+        mlflow.set_tracking_uri(None)

@@ -13,7 +13,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mlflow.entities import Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, ViewType
+from mlflow.entities import (
+    Experiment,
+    LoggedModel,
+    LoggedModelStatus,
+    LoggedModelTag,
+    Metric,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.entities.paged_list import PagedList
@@ -26,6 +38,7 @@ from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from runstream._flatten import param_text
 from runstream.mlflow import _entities, _experiments
 from runstream.mlflow._entities import LiveRun
+from runstream.mlflow._models import LocalModels
 from runstream.mlflow._search import search_sql
 from runstream.mlflow._uri import team_from_uri
 from runstream.run import Run as RunstreamRun
@@ -75,6 +88,7 @@ class RunstreamStore(AbstractStore):
         except UsageError as exc:
             raise _invalid(str(exc)) from exc
         self.artifact_root = (self.settings.runs_dir.expanduser().resolve().parent / "mlflow-artifacts").resolve()
+        self._models = LocalModels(self.artifact_root / "models")
         self._live: dict[str, LiveRun] = {}
         self._created: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -227,6 +241,45 @@ class RunstreamStore(AbstractStore):
 
     def link_traces_to_run(self, trace_ids: list[str], run_id: str) -> None:
         self._ignored("traces")
+
+    # -- models: files in a local folder, known to this process only (``_models``) ---------------
+    def create_logged_model(
+        self,
+        experiment_id: str,
+        name: str | None = None,
+        source_run_id: str | None = None,
+        tags: list[LoggedModelTag] | None = None,
+        params: Any = None,
+        model_type: str | None = None,
+    ) -> LoggedModel:
+        self._ignored("models beyond this machine (their files stay in a local folder)")
+        return self._models.create(str(experiment_id), name, source_run_id, tags, params, model_type)
+
+    def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
+        return self._models.get(model_id)
+
+    def finalize_logged_model(self, model_id: str, status: LoggedModelStatus) -> LoggedModel:
+        return self._models.finalize(model_id, status)
+
+    def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
+        self._models.set_tags(model_id, tags)
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        self._models.delete_tag(model_id, key)
+
+    def search_logged_models(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None = None,
+        datasets: Any = None,
+        max_results: int | None = None,
+        order_by: Any = None,
+        page_token: str | None = None,
+    ) -> PagedList[LoggedModel]:
+        return self._models.search([str(e) for e in experiment_ids], filter_string, max_results)
+
+    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
+        """MLflow 2's model record on the run: the files are in the run's local artifact folder already."""
 
     def delete_run(self, run_id: str) -> None:
         raise self._unsupported("delete_run")
