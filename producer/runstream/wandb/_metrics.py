@@ -152,11 +152,16 @@ class WandbSummary(MutableMapping[str, Any]):
         if not found:
             raise KeyError(key)
 
+    def _keys(self) -> list[str]:
+        """Metrics with a summary (``summary="none"`` has none), then the keys set explicitly."""
+        shown = [k for k in self._tracks if k in self._explicit or self.automatic(k) is not None]
+        return list(dict.fromkeys([*shown, *self._explicit]))
+
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*self._tracks, *self._explicit]))
+        return iter(self._keys())
 
     def __len__(self) -> int:
-        return len(dict.fromkeys([*self._tracks, *self._explicit]))
+        return len(self._keys())
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         values = dict(other, **kwargs)
