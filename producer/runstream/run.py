@@ -422,6 +422,16 @@ class Run:
             self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
             self._publish_update()
 
+    def rename(self, name: str) -> None:
+        """Change the run's name (dashboards and SQL show the newest). A name the event schema would refuse
+        is a ``UsageError``, as in ``init()``."""
+        _check_name("name", name)
+        if not name or not self._lifecycle_call("rename"):
+            return
+        if name != self.info.name:
+            self.info = msgspec.structs.replace(self.info, name=name)
+            self._publish_update()
+
     def _params(self, config: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, str]:
         """Flattened params as text, those the event schema would refuse left out (counted, warned once per kind)."""
         entries = ((key, param_text(value)) for key, value in flatten(config, "."))

@@ -157,7 +157,12 @@ def test_mlflow_scripts_write_through_runstream_and_read_back(
     history = client.get_metric_history(ids["RUN"], "loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
 
-    assert client.get_run(ids["FAILED"]).info.status == "FAILED"
+    failed = client.get_run(ids["FAILED"])
+    assert (failed.info.status, failed.info.run_name, failed.data.tags["mlflow.runName"]) == (
+        "FAILED",
+        "fails-renamed",
+        "fails-renamed",
+    )
     experiments = ["mlflow-quickstart", "mlflow-autolog"]
 
     def search(filter_string: str = "", order_by: list[str] | None = None) -> list[str]:

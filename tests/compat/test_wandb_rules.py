@@ -15,7 +15,7 @@ from runstream.settings import Settings
 from runstream.wandb import _state
 from runstream.wandb._config import Config
 from runstream.wandb._run import WandbRun
-from runstream_core.events import RunUpdate
+from runstream_core.events import RunEnd, RunStart, RunUpdate
 from tests.producer.fixtures import FakeSender, factory_for
 
 
@@ -82,10 +82,14 @@ def test_commit_false_accumulates_and_explicit_steps_follow_wandb(
     assert sum("less than the current step" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_pending_step_is_written_when_the_run_finishes(run: WandbRun, sender: FakeSender) -> None:
+def test_pending_step_is_written_when_the_run_finishes_and_a_rename_is_sent(run: WandbRun, sender: FakeSender) -> None:
     run.log({"late": 1.0}, step=3)
+    run.name = "renamed"
     run.finish()
     assert sender.points() == [("late", 3, 1.0)]
+    assert run.name == "renamed"
+    names = [e.run.name for e in sender.events() if isinstance(e, (RunStart, RunUpdate, RunEnd))]
+    assert names[0] == run.id[:8] and set(names[1:]) == {"renamed"}  # start, rename, summary, end
 
 
 def test_summary_aggregates_globs_and_explicit_values(run: WandbRun, sender: FakeSender) -> None:

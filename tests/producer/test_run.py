@@ -102,6 +102,18 @@ def test_log_at_takes_each_keys_steps_in_any_order_as_mlflow_does(settings: Sett
     assert report.rejected_points == 2
 
 
+def test_rename_sends_the_new_name_and_refuses_a_bad_one(settings: Settings) -> None:
+    sender = FakeSender()
+    run = make_run(settings, sender, name="first")
+    run.rename("second")
+    run.rename("second")  # unchanged: nothing sent
+    with pytest.raises(UsageError, match="control character"):
+        run.rename("bad\nname")
+    run.finish()
+    names = [event.run.name for event in sender.events() if hasattr(event, "run")]
+    assert names == ["first", "second", "second"]  # start, the rename, the end
+
+
 @pytest.mark.parametrize(
     ("value", "stored"),
     [

@@ -205,7 +205,10 @@ class RunstreamStore(AbstractStore):
                 new[param.key] = value
             run.log_params(new)
         if tags:
-            run.set_tags(self._tags({t.key: t.value for t in tags}))
+            pairs = {t.key: t.value for t in tags}
+            if pairs.get(MLFLOW_RUN_NAME):
+                self._rename(run, pairs[MLFLOW_RUN_NAME])
+            run.set_tags(self._tags(pairs))
         step_points: dict[str, float] = {}
         step: int | None = None
         for metric in metrics:
@@ -226,7 +229,7 @@ class RunstreamStore(AbstractStore):
         live = self._writable(run_id)
         status = RunStatus.to_string(run_status) if isinstance(run_status, int) else str(run_status)
         if run_name and run_name != live.run.name:
-            self._ignored("renaming a run")
+            self.log_batch(run_id, [], [], [RunTag(MLFLOW_RUN_NAME, run_name)])
         if status in _FINAL:
             live.run.finish(_FINAL[status])
             live.status = status
@@ -370,6 +373,13 @@ class RunstreamStore(AbstractStore):
             live.observe(metric)
         with self._lock:
             return self._live.setdefault(run_id, live)
+
+    @staticmethod
+    def _rename(run: RunstreamRun, name: str) -> None:
+        try:
+            run.rename(name)
+        except UsageError as exc:
+            raise _invalid(str(exc)) from exc
 
     def _tags(self, tags: Mapping[str, str]) -> dict[str, str]:
         kept = {}

@@ -75,6 +75,11 @@ class WandbRun:
     def name(self) -> str:
         return self._run.name
 
+    @name.setter
+    def name(self, name: str) -> None:
+        """``run.name = "..."`` renames the run, as in W&B."""
+        self._run.rename(name)
+
     @property
     def project(self) -> str:
         return self._run.info.project

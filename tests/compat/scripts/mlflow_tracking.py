@@ -40,6 +40,7 @@ print("RUN", run.info.run_id)
 try:
     with mlflow.start_run(run_name="fails") as failed:
         mlflow.log_metric("loss", 9.0)
+        mlflow.set_tag("mlflow.runName", "fails-renamed")
         raise RuntimeError("boom")
 except RuntimeError:
     print("FAILED", failed.info.run_id)
