@@ -22,6 +22,8 @@ from runstream_core.log import WarnOnce, get_logger
 
 log = get_logger("runstream.wandb")
 
+_PLAIN = frozenset((float, int))
+
 ALERT_TAG_PREFIX = "alert:"
 """Alerts are stored as the run's tags ``alert:<title>`` = ``"<LEVEL>: <text>"`` (the newest per title)."""
 
@@ -156,6 +158,8 @@ class WandbRun:
     def _prepare(self, data: Mapping[str, Any]) -> dict[Any, Any]:
         """Flatten nested dicts to ``a/b``, leave out media, and read tensors now (they may change before the
         step is committed)."""
+        if _PLAIN.issuperset(map(type, data.values())):  # the common case: plain numbers
+            return dict(data)
         kept: dict[Any, Any] = {}
         for key, value in flatten(data, "/", keep_bad_keys=True):
             if _unsupported.is_unsupported_value(value) or (
@@ -171,10 +175,9 @@ class WandbRun:
     def _commit(self, *, advance: bool) -> None:
         pending, self._pending = self._pending, {}
         if pending:
-            self._sync_step_metrics(pending)
-            for key, value in pending.items():
-                if isinstance(key, str):
-                    self.summary.observe(key, value)
+            if self._definitions.step_metrics:
+                self._sync_step_metrics(pending)
+            self.summary.observe(pending)
             self._run.log(pending, step=self._step)
         if advance or pending:
             self._step += 1
