@@ -202,6 +202,18 @@ def test_mlflow_scripts_write_through_runstream_and_read_back(
     assert search(order_by=["metrics.`loss) DESC; DROP TABLE runs --` ASC"]) != []
     assert len(search()) == 3
 
+    # Logging to a stored run continues it in this process, with the params and metrics it had.
+    client.log_metric(ids["RUN"], "extra", 1.5, step=9)
+    with pytest.raises(MlflowException, match="Changing param values"):
+        client.log_param(ids["RUN"], "optimizer", "sgd")
+    resumed = client.get_run(ids["RUN"])
+    assert resumed.info.status == "RUNNING"
+    assert resumed.data.metrics == pytest.approx(
+        {"loss": 1 / 3, "acc": 0.7, "lr": 0.01, "val_loss": 2 / 3, "batch_metric": 7.0, "extra": 1.5}
+    )
+    client.set_terminated(ids["RUN"])
+    assert client.get_run(ids["RUN"]).info.status == "FINISHED"
+
     # Another team sees none of it.
     mlflow.set_tracking_uri("runstream://?team=other")
     assert MlflowClient().search_runs(experiments) == []

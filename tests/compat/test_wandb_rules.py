@@ -188,3 +188,22 @@ def test_unsupported_features_warn_once_and_never_raise(run: WandbRun, caplog: p
     messages = [r.getMessage() for r in caplog.records]
     for what in ("wandb.Image", "wandb.Table", "wandb.plot.line", "wandb.Artifact", "log_artifact", "wandb.watch"):
         assert sum(what in m for m in messages) == 1, (what, messages)
+
+
+def test_resume_allow_continues_the_steps_of_a_run_this_machine_holds(settings: Settings) -> None:
+    offline = settings.model_copy(update={"mode": "offline"})
+    try:
+        first = wandb.init(project="p", entity="team", id="resumable", settings=offline)
+        for i in range(3):
+            wandb.log({"loss": float(i)})
+        wandb.finish()
+        again = wandb.init(project="p", entity="team", id="resumable", resume="allow", settings=offline)
+        assert (again.id, again.step, again.name) == ("resumable", 3, first.name)
+        wandb.finish()
+        fresh = wandb.init(project="p", entity="team", id="never-seen", resume="allow", settings=offline)
+        assert fresh.step == 0
+        wandb.finish()
+        with pytest.raises(ValueError, match="must"):
+            wandb.init(project="p", resume="must", settings=offline)
+    finally:
+        _state.runs.clear()
