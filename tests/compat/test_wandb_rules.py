@@ -85,11 +85,14 @@ def test_commit_false_accumulates_and_explicit_steps_follow_wandb(
 def test_pending_step_is_written_when_the_run_finishes_and_a_rename_is_sent(run: WandbRun, sender: FakeSender) -> None:
     run.log({"late": 1.0}, step=3)
     run.name = "renamed"
+    run.tags = (*run.tags, "best")
     run.finish()
     assert sender.points() == [("late", 3, 1.0)]
     assert run.name == "renamed"
     names = [e.run.name for e in sender.events() if isinstance(e, (RunStart, RunUpdate, RunEnd))]
-    assert names[0] == run.id[:8] and set(names[1:]) == {"renamed"}  # start, rename, summary, end
+    assert names[0] == run.id[:8] and set(names[1:]) == {"renamed"}  # start, rename, tags, summary, end
+    assert run.tags == ("best",)
+    assert [e.run.tags for e in sender.events() if isinstance(e, RunEnd)] == [{"best": ""}]
 
 
 def test_summary_aggregates_globs_and_explicit_values(run: WandbRun, sender: FakeSender) -> None:

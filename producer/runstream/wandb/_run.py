@@ -56,7 +56,7 @@ class WandbRun:
         self.entity = entity
         self.job_type = job_type
         self.notes = notes
-        self.tags = tags
+        self._tags = tags
         self.config = config
         self._warn_once = WarnOnce(log)
         self._definitions = Definitions()
@@ -81,6 +81,21 @@ class WandbRun:
     def name(self, name: str) -> None:
         """``run.name = "..."`` renames the run, as in W&B."""
         self._run.rename(name)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, tags: tuple[str, ...] | list[str]) -> None:
+        """``run.tags = run.tags + ("best",)`` adds labels, as in W&B; a label cannot be taken back."""
+        added = [str(t) for t in tags if str(t) not in self._tags]
+        dropped = [t for t in self._tags if t not in {str(t) for t in tags}]
+        if dropped:
+            self._warn_once("tags-removed", "tags cannot be removed from a run; kept", tags=dropped)
+        if added:
+            self._run.set_tags(added)
+        self._tags = (*self._tags, *added)
 
     @property
     def project(self) -> str:
