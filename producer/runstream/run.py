@@ -361,6 +361,25 @@ class Run:
         self._next_step = step + 1
         self._offer_points(step, keys, values)
 
+    def log_at(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Record metrics at ``step`` under MLflow's rule rather than the run's step rule: each key's
+        steps are its own, in any order, and a step may be logged again. ``run.step`` becomes the
+        highest step seen; a later ``log()`` without a step goes on from there. Values and keys are
+        checked as in ``log()``; steps outside 0 to ``MAX_STEP`` are rejected."""
+        if self._finished:
+            self._ignored("log_at()")
+            return
+        keys, values = self._convert(metrics)
+        if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= MAX_STEP:
+            self._warn_once("step-range", f"step must be 0 to {MAX_STEP}; points rejected", step=repr(step)[:64])
+            self._reject_points(len(keys))
+            return
+        step = step.__index__()
+        if step > self._last_step:
+            self._last_step = step
+            self._next_step = step + 1
+        self._offer_points(step, keys, values)
+
     def _refuse_step(self, step: int, n: int) -> None:
         if 0 <= step <= MAX_STEP:
             self._warn_once(
@@ -401,6 +420,16 @@ class Run:
         self._rejected_entries += refused
         if new:
             self.info = msgspec.structs.replace(self.info, tags={**self.info.tags, **new})
+            self._publish_update()
+
+    def rename(self, name: str) -> None:
+        """Change the run's name (dashboards and SQL show the newest). A name the event schema would refuse
+        is a ``UsageError``, as in ``init()``."""
+        _check_name("name", name)
+        if not name or not self._lifecycle_call("rename"):
+            return
+        if name != self.info.name:
+            self.info = msgspec.structs.replace(self.info, name=name)
             self._publish_update()
 
     def _params(self, config: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, str]:

@@ -60,6 +60,10 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     spool_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
     """Size at which the spool starts a new segment file (RUNSTREAM_SPOOL_SEGMENT_BYTES)."""
 
+    team: str = "default"
+    """Team of runs started through ``runstream.wandb`` without an ``entity`` and through the MLflow
+    store when the tracking URI names none (RUNSTREAM_TEAM). ``runstream.init()`` always takes one."""
+
     run_id: str | None = None
     """Run id for ``init()`` when none is passed, e.g. shared by every rank of a job (RUNSTREAM_RUN_ID)."""
 

@@ -81,6 +81,39 @@ def test_backwards_steps_are_dropped_counted_and_warned_once(
     assert sum("step went backwards" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_log_at_takes_each_keys_steps_in_any_order_as_mlflow_does(settings: Settings) -> None:
+    sender = FakeSender()
+    run = make_run(settings, sender)
+    run.log_at(5, {"loss": 1.0})
+    run.log_at(0, {"val_loss": 2.0})  # behind the run's step: kept (each key's steps are its own)
+    run.log_at(0, {"val_loss": 3.0})  # the same step again: kept
+    run.log_at(-1, {"x": 1.0})  # outside 0..MAX_STEP: rejected
+    run.log_at(7, {"bad": "text", "ok": np.float32(0.5)})
+    assert run.step == 7
+    run.log({"loss": 0.5})  # log() goes on after the highest step
+    report = run.finish()
+    assert sender.points() == [
+        ("loss", 5, 1.0),
+        ("val_loss", 0, 2.0),
+        ("val_loss", 0, 3.0),
+        ("ok", 7, 0.5),
+        ("loss", 8, 0.5),
+    ]
+    assert report.rejected_points == 2
+
+
+def test_rename_sends_the_new_name_and_refuses_a_bad_one(settings: Settings) -> None:
+    sender = FakeSender()
+    run = make_run(settings, sender, name="first")
+    run.rename("second")
+    run.rename("second")  # unchanged: nothing sent
+    with pytest.raises(UsageError, match="control character"):
+        run.rename("bad\nname")
+    run.finish()
+    names = [event.run.name for event in sender.events() if hasattr(event, "run")]
+    assert names == ["first", "second", "second"]  # start, the rename, the end
+
+
 @pytest.mark.parametrize(
     ("value", "stored"),
     [
