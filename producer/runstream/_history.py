@@ -200,7 +200,7 @@ class HistoryWriter:
     # -- one run -------------------------------------------------------------------------
     def _write(self, run: HistoricRun) -> Path | None:
         report = self.report
-        events = self._events(run)
+        events = self.events(run)
         if events is None:
             return None
         private_dir(self._settings.runs_dir)
@@ -218,7 +218,9 @@ class HistoryWriter:
         report.runs += 1
         return spool
 
-    def _events(self, run: HistoricRun) -> list[tuple[TopicCode, Event]] | None:
+    def events(self, run: HistoricRun) -> list[tuple[TopicCode, Event]] | None:
+        """The records of ``run`` in the order they are sent, each entry checked (refusals counted); None when
+        the run cannot be sent at all (its id)."""
         report = self.report
         project = fit_name(run.project.strip() or "default", report, "project name")
         try:

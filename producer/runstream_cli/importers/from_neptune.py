@@ -126,7 +126,7 @@ def _column(batch: Any, name: str) -> list[Any]:
 
     column = batch.column(name)
     if pa.types.is_timestamp(column.type):
-        per_ms: dict[str, Decimal] = {"s": Decimal("0.001"), "ms": Decimal(1), "us": Decimal(1000), "ns": Decimal(10**6)}
+        per_ms = {"s": Decimal("0.001"), "ms": Decimal(1), "us": Decimal(1000), "ns": Decimal(10**6)}
         unit = per_ms[column.type.unit]
         return [None if v is None else int(Decimal(v) / unit) for v in column.cast(pa.int64()).to_pylist()]
     values: list[Any] = column.to_pylist()
