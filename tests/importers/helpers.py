@@ -79,7 +79,6 @@ def run_table(client: Client, team: str) -> list[tuple[Any, ...]]:
     """What dashboards and ``runstream.query.runs`` read: one row per run, with its last values."""
     return rows(
         client,
-        "SELECT run_id, status, params, last_values, last_steps FROM run_table WHERE team = {t:String} "
-        "ORDER BY run_id",
+        "SELECT run_id, status, params, last_values, last_steps FROM run_table WHERE team = {t:String} ORDER BY run_id",
         t=team,
     )

@@ -78,7 +78,7 @@ def test_a_run_that_grew_keeps_its_full_records_and_renumbers_only_the_last(tmp_
     size = chunk_points("loss")
     points = [(step, 1_700_000_000_000 + step, float(step)) for step in range(size + 10)]
     before = HistoryWriter(settings(tmp_path), "vision").events(sample(metrics={"loss": points}))
-    grown = points + [(size + 10, 1_700_000_000_000 + size + 10, 1.0)]
+    grown = [*points, (size + 10, 1_700_000_000_000 + size + 10, 1.0)]
     after = HistoryWriter(settings(tmp_path), "vision").events(sample(metrics={"loss": grown}))
     assert before is not None and after is not None
     old = [(e.seq, len(e.steps)) for _, e in before if isinstance(e, MetricBatch)]
