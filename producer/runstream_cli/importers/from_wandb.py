@@ -108,6 +108,8 @@ class _Run:
     exit_code: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, int, float]]] = field(default_factory=lambda: defaultdict(list))
+    history_keys: set[str] = field(default_factory=set)
+    """The first part of every key the history holds: the summary repeats their last values."""
     last_ms: int = 0
 
 
@@ -191,13 +193,16 @@ def _history(history: Any, run: _Run, report: ImportReport) -> None:
     when = values.pop("_timestamp", None)
     ts_ms = round(when * 1000) if isinstance(when, (int, float)) else run.last_ms or run.started_ms
     run.last_ms = max(run.last_ms, ts_ms)
+    # A media object, table or histogram comes as the fields of one value, one of them ``_type``.
+    media = {key.removesuffix("/_type") for key in values if key.endswith("/_type")}
+    report.skip("history media, tables and histograms (not imported)", len(media))
     for key, value in values.items():
-        if key.startswith("_"):  # W&B's own (_runtime, _wandb)
-            continue
+        top = key.split("/", 1)[0]
+        run.history_keys.add(top)
+        if key.startswith("_") or any(key == m or key.startswith(m + "/") for m in media):
+            continue  # W&B's own (_runtime, _wandb), or a media object's fields
         if isinstance(value, (bool, int, float)):
             run.metrics[key].append((int(step), ts_ms, float(value)))
-        elif isinstance(value, dict):
-            report.skip("history media, tables and histograms (not imported)")
         else:
             report.skip("history values that are no number (text, lists)")
 
@@ -205,7 +210,7 @@ def _history(history: Any, run: _Run, report: ImportReport) -> None:
 def _historic(run: _Run, report: ImportReport, project: str | None) -> HistoricRun:
     summary: dict[str, Any] = {}
     for key, value in run.summary.items():
-        if key.startswith("_") or key in run.metrics:  # W&B's own, or the last value of a logged metric
+        if key.startswith("_") or key.split("/", 1)[0] in run.history_keys:  # W&B's own, or a logged value's last
             continue
         if isinstance(value, (bool, int, float, str)):
             summary[key] = value
