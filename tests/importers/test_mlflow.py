@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from runstream import query
 from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
 from tests.fixtures.settings import StackSettings as Settings
@@ -98,6 +99,13 @@ def test_mlflow_file_store_and_sqlite_runs_arrive_exactly_once_with_their_times(
     assert [row for row in run_table(client, "ml_ops") if row[0] == done] == [
         (done, "finished", {"lr": "0.001", "optimizer": "adamw"}, {"acc": 0.5, "loss": 0.25}, {"acc": 3, "loss": 3})
     ]
+    try:
+        table = query.runs(team="ml_ops", project="exp-file", settings=pipeline_settings, order_by="loss")
+        table = table.sort_values("started_at")
+        assert list(table["name"]) == ["done", "failed", "running"]
+        assert list(table["metric.loss"]) == [0.25, 9.0, 3.0] and table["param.lr"][0] == "0.001"
+    finally:
+        query.close()
 
 
 def test_a_store_that_does_not_exist_is_a_clear_error_and_nothing_is_created(
