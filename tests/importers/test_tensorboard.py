@@ -4,6 +4,9 @@ writer with TF2 scalar summaries), damaged ones included, on the real broker and
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,3 +133,39 @@ def test_scalars_of_every_run_directory_arrive_with_step_and_wall_time(
     )
     long_name = stored[run_id(LONG)][2]
     assert len(long_name) == 256 and long_name == "…" + LONG[-255:]
+
+
+def test_with_kafka_away_the_import_waits_on_disk_for_runstream_sync(
+    pipeline_settings: Settings,
+    worker_factory: Callable[[Settings], WorkerProcess],
+    clickhouse_factory: Callable[[Settings], Client],
+    tmp_path: Path,
+) -> None:
+    from tests.fixtures.kafka import free_port
+
+    logs = tmp_path / "logs"
+    write_tensorboardx(logs / "a", [1.0, 2.0], others=False)
+    away = pipeline_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+    out = import_cli(away, "tensorboard", str(logs), "--team", "vision", "--project", PROJECT, status=1)
+    assert "cannot reach Kafka" in out.stderr and "runstream sync" in out.stderr
+    imports = pipeline_settings.runs_dir / "imports"
+    assert len(list(imports.iterdir())) == 1
+
+    worker = worker_factory(pipeline_settings)
+    sync = subprocess.run(
+        [sys.executable, "-m", "runstream_cli.main", "sync", str(imports)],
+        env={**os.environ, **pipeline_settings.as_env()},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    assert sync.stdout.startswith("sent 3 record(s) from 1 spool(s)")
+    wait_caught_up(pipeline_settings, timeout_s=120)
+    assert worker.stop() == 0
+    client = clickhouse_factory(pipeline_settings)
+    assert points(client, "vision") == [
+        (run_id("a"), "train/loss", 0, round(T0 * 1000), 1.0),
+        (run_id("a"), "train/loss", 10, round(T0 * 1000) + 1000, 2.0),
+    ]
+    assert [row[7] for row in runs(client, "vision")] == ["finished"]
