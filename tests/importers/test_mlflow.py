@@ -4,7 +4,11 @@ and engine: exact rows, original times, and a second import that changes nothing
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from runstream import query
 from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
+from tests.fixtures.kafka import free_port
 from tests.fixtures.settings import StackSettings as Settings
 from tests.importers.helpers import import_cli, params, points, run_table, runs
 
@@ -116,3 +121,76 @@ def test_a_store_that_does_not_exist_is_a_clear_error_and_nothing_is_created(
     )
     assert "does not exist" in out.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server (its own process, a SQLite backend) on a free loopback port."""
+    port = free_port()
+    log = (tmp_path / "mlflow-server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError((tmp_path / "mlflow-server.log").read_text()[-3000:])
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_mlflow_tracking_server_runs_arrive_through_its_rest_api(
+    pipeline_settings: Settings,
+    worker_factory: Callable[[Settings], WorkerProcess],
+    clickhouse_factory: Callable[[Settings], Client],
+    mlflow_server: str,
+) -> None:
+    ids = make_store(mlflow_server, "exp-server")
+    worker = worker_factory(pipeline_settings)
+    out = import_cli(pipeline_settings, "mlflow", "--tracking-uri", mlflow_server, "--team", "ml_ops")
+    assert out.stdout.startswith("imported 3 run(s) from mlflow: 7 points, 2 params, 1 tags")
+    wait_caught_up(pipeline_settings, timeout_s=120)
+    assert worker.stop() == 0
+    client = clickhouse_factory(pipeline_settings)
+    done = ids["done"]
+    assert [row for row in points(client, "ml_ops") if row[0] == done] == [
+        (done, "acc", 3, T0 + 4500, 0.5),
+        (done, "loss", 0, T0 + 1000, 1.5),
+        (done, "loss", 1, T0 + 2000, "nan"),
+        (done, "loss", 2, T0 + 3000, 1.7976931348623157e308),  # the server's SQLite store, as above
+        (done, "loss", 3, T0 + 4000, 0.25),
+    ]
+    assert {row[1]: row[7:] for row in runs(client, "ml_ops")} == {
+        done: ("finished", T0, T0 + 60_000),
+        ids["failed"]: ("failed", T0 + 100_000, T0 + 102_000),
+        ids["running"]: ("running", T0 + 200_000, None),
+    }
