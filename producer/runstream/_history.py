@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runstream._entries import SummaryValue, check_params, check_summary, check_tags
+from runstream._entries import check_params, check_summary, check_tags
 from runstream._flatten import flatten, param_text
 from runstream._points import check_points
 from runstream._private import private_dir
@@ -170,7 +170,8 @@ class HistoryWriter:
         self._root = settings.runs_dir / IMPORTS_DIR
         self._waiting: list[Path] = []
         self.report = report if report is not None else ImportReport()
-        self.team_changed = self._team != team
+        if self._team != team:
+            log.warning("team name normalised: the runs are stored under the normalised name", given=team, team=self._team)
 
     def add(self, run: HistoricRun) -> None:
         """Check ``run``, write its records to a spool; every ``group_runs`` runs, send them."""
@@ -344,17 +345,3 @@ def _checked_run_id(run_id: str) -> str:
 def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """A nested config as ``a.b`` params, values as text (as ``log_params`` stores them)."""
     return {f"{prefix}{key}": param_text(value) for key, value in flatten(config, ".")}
-
-
-def summary_number(value: Any) -> SummaryValue | None:
-    """A summary value as a live run's ``summary`` takes it: a number (NaN kept) or text; None for anything else."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    if isinstance(value, str):
-        return value
-    return None
