@@ -171,7 +171,7 @@ class HistoryWriter:
         self._waiting: list[Path] = []
         self.report = report if report is not None else ImportReport()
         if self._team != team:
-            log.warning("team name normalised: the runs are stored under the normalised name", given=team, team=self._team)
+            log.warning("team name normalised: runs are stored under the normalised name", given=team, team=self._team)
 
     def add(self, run: HistoricRun) -> None:
         """Check ``run``, write its records to a spool; every ``group_runs`` runs, send them."""
