@@ -292,9 +292,9 @@ class HistoryWriter:
         for step, ts_ms, value in points:
             if not kept_keys:
                 report.skip("points: metric name refused (bounds)")
-            elif not 0 <= step <= MAX_STEP:
+            elif not isinstance(step, int) or not 0 <= step <= MAX_STEP:
                 report.skip("points: step out of range (0 to 2**63-1)")
-            elif not 0 <= ts_ms <= MAX_EPOCH_MS:
+            elif not isinstance(ts_ms, int) or not 0 <= ts_ms <= MAX_EPOCH_MS:
                 report.skip("points: time out of range (1970 to 2299)")
             else:
                 number = _number(value)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
-from runstream._history import ImportReport
+from runstream._history import HistoryWriter, ImportReport
 from runstream_cli.importers.from_neptune import read_neptune
 from runstream_cli.worker_process import WorkerProcess
 from runstream_worker.lag import wait_caught_up
@@ -170,3 +170,27 @@ def test_a_step_multiplier_turns_decimal_steps_into_whole_ones(tmp_path: Path) -
     by_id = {run.run_id: run for run in read_neptune(root, report, step_multiplier=10)}
     assert [step for step, _, _ in by_id["CLS-1"].metrics["metrics/loss"]] == [0, 10, 25, 30]
     assert "points: step not a whole number after --step-multiplier" not in report.skipped
+
+
+def test_columns_of_the_wrong_types_skip_their_values_and_keep_the_rest(tmp_path: Path) -> None:
+    names = [name for name in SCHEMA.names if name not in ("file_value", "histogram_value")]
+    text = {name: ["x", "x"] for name in names}
+    text.update(
+        project_id=["ws/cls", "ws/cls"],
+        run_id=["CLS-9", "CLS-9"],
+        attribute_path=["metrics/loss", "metrics/loss"],
+        attribute_type=["float_series", "float_series"],
+        step=["1", "oops"],
+        float_value=["0.5", "1.5"],
+    )
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table(text), tmp_path / "p" / "CLS-9_part_0.parquet")  # every column text
+    report = ImportReport()
+    (run,) = read_neptune(tmp_path, report)
+    writer = HistoryWriter(Settings(_env_file=None, runs_dir=tmp_path / "runs"), "cls", report=report)  # type: ignore[call-arg]
+    events = writer.events(run)
+    assert events is not None and report.points == 0 and not report.unreadable
+    assert dict(report.skipped) == {
+        "points: step not a whole number after --step-multiplier": 1,
+        "points: value not a number": 1,
+    }

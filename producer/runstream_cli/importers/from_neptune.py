@@ -130,6 +130,8 @@ def _column(batch: Any, name: str) -> list[Any]:
         unit = per_ms[column.type.unit]
         return [None if v is None else int(Decimal(v) / unit) for v in column.cast(pa.int64()).to_pylist()]
     values: list[Any] = column.to_pylist()
+    if name in ("timestamp", "datetime_value"):  # not a timestamp column: no time
+        return [None] * len(values)
     return values
 
 
