@@ -12,7 +12,7 @@ UV := $(UV_HOME)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 # The test and demo environment; bench adds the peers measured against (wandb, mlflow).
-EXTRAS := --extra stream --extra dev --extra grafana --extra notebook --extra mlflow
+EXTRAS := --extra stream --extra dev --extra grafana --extra notebook --extra mlflow --extra importers
 BENCH_VENV := .venv-bench
 BENCH_EXTRAS := --extra stream --extra bench
 

@@ -124,6 +124,36 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runstream._history import ImportReport
+    from runstream_cli.importers.run import run_import
+
+    report = ImportReport()
+    total: int | None = None
+    if args.source == "mlflow":
+        from runstream_cli.importers.from_mlflow import read_mlflow
+
+        runs = read_mlflow(args.tracking_uri, args.experiment or [], report, project=args.project)
+    elif args.source == "tensorboard":
+        from runstream_cli.importers.from_tensorboard import read_tensorboard, run_dirs
+
+        total = len(run_dirs(Path(args.dir)))
+        runs = read_tensorboard(Path(args.dir), report, project=args.project)
+    elif args.source == "neptune":
+        from runstream_cli.importers.from_neptune import part_files, read_neptune
+
+        total = len(part_files(Path(args.dir)))
+        runs = read_neptune(Path(args.dir), report, step_multiplier=args.step_multiplier, project=args.project)
+    else:
+        from runstream_cli.importers.from_wandb import read_wandb, run_files
+
+        total = len(run_files(Path(args.dir)))
+        runs = read_wandb(Path(args.dir), report, project=args.project)
+    return run_import(args.source, runs, total_runs=total, team=args.team, report=report)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
@@ -192,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("paths", nargs="*", help="run or spool directories (default: RUNSTREAM_RUNS_DIR)")
     sync.add_argument("--force", action="store_true", help="send spools already marked synced again")
     sync.set_defaults(func=_cmd_sync)
+    _import_parser(sub)
     serve = sub.add_parser(
         "serve",
         help="serve the embedded ClickHouse (chdb:// DSN) over ClickHouse's HTTP interface, read-only by default",
@@ -223,6 +254,41 @@ def build_parser() -> argparse.ArgumentParser:
     boards.add_argument("--out", default="deploy/grafana/dashboards", help="output directory (default: %(default)s)")
     boards.set_defaults(func=_cmd_dashboards)
     return parser
+
+
+def _import_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imports = sub.add_parser(
+        "import",
+        help="bring runs recorded by MLflow, TensorBoard, Neptune or W&B into runstream (idempotent)",
+        description="Runs keep their original times; importing again sends nothing new (the 'importers' extra).",
+    )
+    sources = imports.add_subparsers(dest="source", required=True)
+
+    def source(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = sources.add_parser(name, help=help_text)
+        parser.add_argument("--team", required=True, help="the team the runs belong to")
+        parser.add_argument("--project", help="the project of every run (default: the source's own)")
+        parser.set_defaults(func=_cmd_import)
+        return parser
+
+    mlflow = source("mlflow", "MLflow runs: a file store, a database or a tracking server")
+    mlflow.add_argument("--tracking-uri", required=True, help="./mlruns, sqlite:///mlflow.db, http://host:5000...")
+    mlflow.add_argument(
+        "--experiment", action="append", help="an experiment's name; repeat for several (default: all active ones)"
+    )
+    tensorboard = source("tensorboard", "TensorBoard event files: each directory holding some is a run")
+    tensorboard.add_argument("dir", help="the log directory (project: its name, unless --project)")
+    neptune = source("neptune", "Neptune runs exported by neptune-exporter (its Parquet files)")
+    neptune.add_argument("dir", help="neptune-exporter's data path (default ./exports/data there)")
+    neptune.add_argument(
+        "--step-multiplier",
+        type=int,
+        default=1,
+        help="multiplies Neptune's decimal steps into whole ones, e.g. 1000 for steps in thousandths "
+        "(default: 1; use the same value for every import)",
+    )
+    wandb = source("wandb", "W&B runs from the directories its SDK writes (e.g. wandb/offline-run-*)")
+    wandb.add_argument("dir", help="a wandb directory, a run directory or a .wandb file")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
