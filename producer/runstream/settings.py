@@ -54,6 +54,13 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     spool_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
     """Size at which the spool starts a new segment file (RUNSTREAM_SPOOL_SEGMENT_BYTES)."""
 
+    team: str | None = None
+    """Team for runs started without one: by the framework integrations (``runstream.integrations``), e.g.
+    when Hugging Face's ``report_to="runstream"`` creates the callback (RUNSTREAM_TEAM)."""
+
+    project: str | None = None
+    """Project for runs started without one, as ``team`` above (RUNSTREAM_PROJECT)."""
+
     run_id: str | None = None
     """Run id for ``init()`` when none is passed, e.g. shared by every rank of a job (RUNSTREAM_RUN_ID)."""
 
