@@ -15,8 +15,11 @@ export UV_PYTHON_DOWNLOADS := never
 EXTRAS := --extra stream --extra dev --extra grafana --extra notebook --extra mlflow --extra importers
 BENCH_VENV := .venv-bench
 BENCH_EXTRAS := --extra stream --extra bench
+# runstream.integrations' tests train tiny models with torch (about 6 GB installed): a venv of their own.
+FRAMEWORKS_VENV := .venv-frameworks
+FRAMEWORKS_EXTRAS := --extra stream --extra dev --extra frameworks
 
-.PHONY: venv bench-venv lock demo test test-fast lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
+.PHONY: venv bench-venv frameworks-venv test-frameworks lock demo test test-fast lint bench kafka-fetch kafka-up kafka-down schemas dashboards clean
 
 $(UV): tools/uv.requirements.txt
 	$(PYTHON) -m venv $(UV_HOME)
@@ -36,6 +39,12 @@ $(BENCH_VENV)/.installed: pyproject.toml uv.lock $(UV)
 	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --locked $(BENCH_EXTRAS)
 	touch $@
 
+frameworks-venv: $(FRAMEWORKS_VENV)/.installed
+
+$(FRAMEWORKS_VENV)/.installed: pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(FRAMEWORKS_VENV) $(UV) sync --locked $(FRAMEWORKS_EXTRAS)
+	touch $@
+
 lock: $(UV)
 	$(UV) lock
 
@@ -51,8 +60,15 @@ kafka-down:
 demo: venv kafka-up
 	$(BIN)/runstream demo
 
+# The whole suite: everything in the test venv, then the framework loggers in theirs.
 test: venv kafka-fetch
 	$(BIN)/pytest
+	$(MAKE) test-frameworks
+
+# Lightning, transformers and Keras really training on the CPU, in their own venv (KERAS_BACKEND=torch):
+# about 6 GB of wheels (torch with its CUDA libraries), 50 s to fetch here, 3 minutes of tests.
+test-frameworks: frameworks-venv kafka-fetch
+	KERAS_BACKEND=torch $(FRAMEWORKS_VENV)/bin/pytest tests/frameworks
 
 # Everything that needs no Kafka broker: pure unit tests and the embedded engine, in about two minutes.
 test-fast: venv

@@ -62,7 +62,11 @@ class Settings(KafkaSettings, ClickHouseSettings, LoggingSettings):
 
     team: str = "default"
     """Team of runs started through ``runstream.wandb`` without an ``entity`` and through the MLflow
-    store when the tracking URI names none (RUNSTREAM_TEAM). ``runstream.init()`` always takes one."""
+    store when the tracking URI names none, and of the framework integrations (``runstream.integrations``)
+    when given none (RUNSTREAM_TEAM). ``runstream.init()`` always takes one."""
+
+    project: str | None = None
+    """Project for runs started without one, as ``team`` above (RUNSTREAM_PROJECT)."""
 
     run_id: str | None = None
     """Run id for ``init()`` when none is passed, e.g. shared by every rank of a job (RUNSTREAM_RUN_ID)."""
