@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunAlert, RunEnd, RunStart, RunUpdate
 
 
 class TopicCode(enum.IntEnum):
@@ -32,13 +32,21 @@ class Topic:
     about: str
 
 
-RUNS = Topic("runs", TopicCode.RUNS, (RunStart, RunUpdate, RunEnd, Heartbeat), "run lifecycle and heartbeats")
+RUNS = Topic(
+    "runs", TopicCode.RUNS, (RunStart, RunUpdate, RunEnd, Heartbeat, RunAlert), "run lifecycle, heartbeats and alerts"
+)
 METRICS = Topic("metrics", TopicCode.METRICS, (MetricBatch,), "metric batches")
 HARDWARE = Topic("hardware", TopicCode.HARDWARE, (HardwareBatch,), "hardware samples (CPU, RAM, disk, network, GPUs)")
 DEAD_LETTERS = Topic(
     "dead-letters", None, (), "records the worker could not store, with the reason and source offset in headers"
 )
-TOPICS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE, DEAD_LETTERS)
+ALERT_RULES = Topic(
+    "alert-rules",
+    None,
+    (),
+    "each team's applied alert rules (JSON, keyed by team, compacted); written by `runstream alerts apply`",
+)
+TOPICS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE, DEAD_LETTERS, ALERT_RULES)
 INPUTS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE)
 _BY_CODE = {topic.code: topic for topic in TOPICS if topic.code is not None}
 
@@ -74,6 +82,10 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return self.name(DEAD_LETTERS)
+
+    @property
+    def alert_rules(self) -> str:
+        return self.name(ALERT_RULES)
 
     def inputs(self) -> tuple[str, ...]:
         """Topics the worker consumes."""

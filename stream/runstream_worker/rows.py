@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
+from runstream_core.events import Event, HardwareBatch, Heartbeat, MetricBatch, RunAlert, RunEnd, RunStart, RunUpdate
 from runstream_worker.tables import hardware, metrics, params, runs, summary
 from runstream_worker.tables.runs import NO_LIVE_FIELDS, LiveFields, RunKey, run_key
 
@@ -27,6 +27,9 @@ class RowBatch:
     params: list[list[Any]] = field(default_factory=list)
     summary: list[list[Any]] = field(default_factory=list)
     health: list[list[Any]] = field(default_factory=list)
+    alerts: list[list[Any]] = field(default_factory=list)
+    alert_state: list[list[Any]] = field(default_factory=list)
+    """``alerts`` and ``alert_state``: from the worker's alert evaluation, written before the take's rows."""
     heartbeats: int = 0
     live: Mapping[RunKey, LiveFields] = field(default_factory=dict)
     """Liveness of runs in this batch, from the worker's tracker (absent: nothing known)."""
@@ -52,7 +55,14 @@ class RowBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.metric_points or self.hardware_readings or self.runs or self.params or self.summary or self.health
+            self.metric_points
+            or self.hardware_readings
+            or self.runs
+            or self.params
+            or self.summary
+            or self.health
+            or self.alerts
+            or self.alert_state
         )
 
     def add_metrics(self, batch: MetricBatch) -> None:
@@ -92,6 +102,8 @@ class RowBatch:
             self.add_run_update(event)
         elif isinstance(event, RunEnd):
             self.add_run_end(event)
+        elif isinstance(event, RunAlert):
+            pass  # stored in `alerts` by the worker's alert evaluation
         else:
             self.add_heartbeat(event)
 
