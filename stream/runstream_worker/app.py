@@ -126,7 +126,10 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Re
     app.timer(interval=settings.worker_health_interval_s)(health)
 
     async def alerts() -> None:
-        await runner.alerts.tick()
+        # As for liveness: a run whose records wait unread is not quiet, only not read yet.
+        backlog = sum(runner.behind(await partition_ends((topics.runs, topics.metrics))).values())
+        if not backlog:
+            await runner.alerts.tick()
 
     app.timer(interval=settings.worker_alert_interval_s)(alerts)
 

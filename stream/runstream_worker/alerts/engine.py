@@ -41,6 +41,9 @@ from runstream_worker.tables.alerts import AlertMessage
 
 log = get_logger("runstream.alerts")
 
+MAX_DEFERRED = 32
+"""Batches of points kept per run while its group and tags are unknown."""
+
 MAX_SUBJECTS = 64
 """Keys (metrics, GPUs) one rule watches per run; more are ignored, with one warning."""
 
@@ -83,6 +86,9 @@ class AlertEngine:
         self.runs: dict[RunKey, RunState] = {}
         self.entries: dict[RunKey, dict[str, EntryState]] = {}
         self._warned: set[tuple[RunKey, str]] = set()
+        self.deferred: dict[RunKey, list[Event]] = {}
+        """Points of runs whose group and tags are not known yet, for the rules scoped by them."""
+        self._warned_deferred: set[RunKey] = set()
 
     # -- what to load -------------------------------------------------------------------
     @staticmethod
@@ -97,7 +103,10 @@ class AlertEngine:
         return {k for k in keys if k in self.runs and not self.runs[k].info_known}
 
     def load(self, key: RunKey, run: RunState | None, entries: Mapping[str, EntryState]) -> None:
-        """A run's state as stored (nothing stored: a run met for the first time)."""
+        """A run's state as stored (nothing stored: a run met for the first time); a run another
+        take loaded meanwhile is kept as it is."""
+        if key in self.runs:
+            return
         self.runs[key] = run if run is not None else RunState()
         self.entries[key] = dict(entries)
 
@@ -113,6 +122,7 @@ class AlertEngine:
         """Forget every run (partitions were revoked: another worker may own them now)."""
         self.runs.clear()
         self.entries.clear()
+        self.deferred.clear()
 
     # -- evaluation ----------------------------------------------------------------------
     def observe(self, events: Iterable[Event], rules: Rules, now_ms: int) -> Outcome:
@@ -136,24 +146,53 @@ class AlertEngine:
                 continue
             if ruleset is None:
                 continue
-            for rule in ruleset.rules:
-                if not self._in_scope(key, run, rule):
-                    continue
-                if isinstance(event, MetricBatch) and isinstance(rule, ar.METRIC_RULES):
-                    self._metric(key, run, rule, event, now_ms, out)
-                elif isinstance(event, HardwareBatch) and isinstance(rule, ar.GpuIdleRule):
-                    self._gpu(key, run, rule, event, now_ms, out)
-                elif (
-                    isinstance(event, RunEnd)
-                    and isinstance(rule, ar.FailedRule)
-                    and event.status.value in rule.statuses
-                ):
-                    self._one_shot(key, run, rule, f"run ended {event.status.value}", event.step, now_ms, out)
+            self._catch_up(key, run, ruleset, now_ms, out)
+            deferred = self._evaluate(key, run, event, ruleset.rules, now_ms, out)
+            if deferred:
+                self._defer(key, event)
             if isinstance(event, (Heartbeat, MetricBatch)) and run.open:
                 out.add(self._timed(key, run, ruleset, now_ms))
             if isinstance(event, RunEnd):
                 self._resolve_all(key, run, ruleset, now_ms, "the run ended", out)
         return out
+
+    def _evaluate(
+        self, key: RunKey, run: RunState, event: Event, rules: Iterable[ar.Rule], now_ms: int, out: Outcome
+    ) -> bool:
+        """Evaluate ``event`` with ``rules``; returns whether some rule needs the run's group and
+        tags, not known yet (its points are kept until they are)."""
+        deferred = False
+        for rule in rules:
+            if _needs_info(rule) and not run.info_known:
+                deferred = deferred or isinstance(event, (MetricBatch, HardwareBatch))
+                continue
+            if not self._in_scope(key, run, rule):
+                continue
+            if isinstance(event, MetricBatch) and isinstance(rule, ar.METRIC_RULES):
+                self._metric(key, run, rule, event, now_ms, out)
+            elif isinstance(event, HardwareBatch) and isinstance(rule, ar.GpuIdleRule):
+                self._gpu(key, run, rule, event, now_ms, out)
+            elif isinstance(event, RunEnd) and isinstance(rule, ar.FailedRule) and event.status.value in rule.statuses:
+                self._one_shot(key, run, rule, f"run ended {event.status.value}", event.step, now_ms, out)
+        return deferred
+
+    def _defer(self, key: RunKey, event: Event) -> None:
+        """Keep a run's points for the rules scoped by group or tags until its start is read (its
+        lifecycle events travel on another topic, read by another agent)."""
+        held = self.deferred.setdefault(key, [])
+        if len(held) < MAX_DEFERRED:
+            held.append(event)
+        elif key not in self._warned_deferred:
+            self._warned_deferred.add(key)
+            log.warning("run's group and tags still unknown; its later points skip rules scoped by them", run_id=key[2])
+
+    def _catch_up(self, key: RunKey, run: RunState, ruleset: ar.RuleSet, now_ms: int, out: Outcome) -> None:
+        """Evaluate the points kept for a run whose group and tags are known now."""
+        if not run.info_known or key not in self.deferred:
+            return
+        scoped = [rule for rule in ruleset.rules if _needs_info(rule)]
+        for event in self.deferred.pop(key):
+            self._evaluate(key, run, event, scoped, now_ms, out)
 
     def tick(self, rules: Rules, now_ms: int) -> Outcome:
         """The time-based rules over every open run known."""
@@ -415,6 +454,10 @@ class AlertEngine:
             table.PENDING if hooks else table.NONE,
             run_name=run.name,
         )
+
+
+def _needs_info(rule: ar.Rule) -> bool:
+    return rule.scope.group is not None or bool(rule.scope.tags)
 
 
 def _kind(rule: ar.Rule) -> str:
