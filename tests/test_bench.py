@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,15 @@ def test_the_query_benchmark_prints_its_figures(tmp_path: Path) -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["run_table_rows"] == 34 and figures["overlay_points"] > 0
     assert figures["run_table_ms"] > 0 and figures["endpoint_run_table_ms"] > 0
+
+
+def test_the_alerts_benchmark_prints_its_figures(tmp_path: Path, kafka_bootstrap: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "alerts.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+        env={**os.environ, "RUNSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == "alerts" and figures["alerts"] == 10
+    assert 0 < figures["latency_p50_s"] <= figures["latency_p99_s"] <= figures["latency_max_s"]
