@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from runstream_core.events import APPEND_ONLY_EVENTS, Event
 from runstream_core.log import get_logger
-from runstream_worker.alerts.pipeline import AlertPipeline
+from runstream_worker.alerts.pipeline import AlertPipeline, AlertStore
 from runstream_worker.alerts.rulebook import RuleBook
 from runstream_worker.dead_letters import Letter, LetterTooLargeError, letter
 from runstream_worker.decode import (
@@ -84,14 +84,6 @@ class Sink(Protocol):
     def repair(self, token: str) -> int: ...
 
     def running_runs(self) -> Sequence[RunningRun]: ...
-
-    def alert_states(self, keys: set[tuple[str, str, str]]) -> Sequence[Any]: ...
-
-    def run_infos(self, keys: set[tuple[str, str, str]]) -> Sequence[Any]: ...
-
-    def alert_runs_since(self, since_ms: int) -> Sequence[Any]: ...
-
-    def pending_alerts(self, since_ms: int) -> Sequence[Any]: ...
 
     def close(self) -> None: ...
 
@@ -177,8 +169,13 @@ class Runner:
         self.worker = worker if worker is not None else worker_id()
         self._next_offsets: dict[tuple[str, int], int] = {}
         """Per (topic, partition): the offset after the last record handled, for the lag figure."""
+        # A sink without the alert tables' reads (a test's) evaluates no alerts.
         self.alerts = AlertPipeline(
-            rules if rules is not None else RuleBook(), sink, self._on_clickhouse, self._write_own, clock
+            rules if rules is not None else RuleBook(),
+            sink if isinstance(sink, AlertStore) else None,
+            self._on_clickhouse,
+            self._write_own,
+            clock,
         )
 
     async def handle(self, records: Sequence[SourceRecord]) -> Handled:

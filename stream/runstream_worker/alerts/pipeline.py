@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from kafka.partitioner.default import murmur2
 
@@ -39,7 +39,10 @@ SEED_SINCE_MS = 7 * 86_400_000
 """Runs whose alert state changed this recently are loaded for the time-based rules after an assignment."""
 
 
+@runtime_checkable
 class AlertStore(Protocol):
+    """The reads the alert pipeline makes (``runstream_worker.sink.ClickHouseSink``)."""
+
     def alert_states(self, keys: set[tuple[str, str, str]]) -> Sequence[Any]: ...
 
     def run_infos(self, keys: set[tuple[str, str, str]]) -> Sequence[Any]: ...
@@ -59,7 +62,7 @@ class AlertPipeline:
     def __init__(
         self,
         book: RuleBook,
-        store: AlertStore,
+        store: AlertStore | None,
         on_clickhouse: OnClickHouse,
         write_own: WriteOwn,
         clock: Callable[[], int],
@@ -95,6 +98,8 @@ class AlertPipeline:
 
     # -- per take -------------------------------------------------------------------------
     async def evaluate(self, events: list[Event]) -> None:
+        if self._store is None:
+            return
         rules = self.book.current()
         keys = self.engine.concerns(events, rules)
         if not keys:
@@ -105,14 +110,14 @@ class AlertPipeline:
 
     async def crashed(self, info: RunInfo) -> None:
         rules = self.book.current()
-        if info.team in rules:
+        if self._store is not None and info.team in rules:
             key = (info.team, info.project, info.run_id)
             await self._load({key})
             await self._persist(self.engine.crashed(info, rules, self._clock()))
 
     async def tick(self) -> None:
         rules = self.book.current()
-        if not rules:
+        if not rules or self._store is None:
             return
         if not self._seeded:
             since = self._clock() - SEED_SINCE_MS
@@ -123,6 +128,7 @@ class AlertPipeline:
         await self._persist(self.engine.tick(rules, self._clock()))
 
     async def _load(self, keys: set[st.RunKey]) -> None:
+        assert self._store is not None  # callers return early without one
         unknown = self.engine.unknown(keys)
         if unknown:
             rows = await self._retrying(self._store.alert_states, unknown, what="alert state")
@@ -192,7 +198,7 @@ class AlertPipeline:
 
     async def resend_pending(self, since_ms: int) -> int:
         """Queue the stored messages whose webhooks were not reached (a worker stopped in between)."""
-        if self.notifier is None:
+        if self.notifier is None or self._store is None:
             return 0
         pending = await self._retrying(self._store.pending_alerts, since_ms, what="pending alerts")
         refused = self.notifier.submit(list(pending))
