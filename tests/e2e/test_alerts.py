@@ -546,3 +546,40 @@ def test_failing_and_hanging_webhooks_end_as_dead_letters(
         assert client.query("SELECT count() FROM metrics WHERE run_id = 'hostile'").result_rows == [(104,)]
     finally:
         client.close()
+
+
+def test_a_worker_killed_before_its_webhook_answered_has_the_next_one_send_it_once(
+    alert_settings: Settings,
+    webhooks: WebhookReceiver,
+    worker_factory: Callable[[Settings], WorkerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = ar.secret_env("vision", "HOOK")
+    hook = [{"name": "hook", "url_secret": "HOOK"}]
+    apply(
+        alert_settings,
+        ruleset([{"name": "nan", "kind": "nan", "metric": "loss", "notify": ["hook"]}], webhooks=hook),
+    )
+    # The first worker's webhook holds the request; the worker is killed while it waits.
+    monkeypatch.setenv(secret, webhooks.url + "/hang")
+    first = worker_factory(alert_settings.model_copy(update={"worker_alert_webhook_timeout_s": 60.0}))
+    feed = Feed(alert_settings)
+    job = Job(feed, "killed", "p")
+    job.start()
+    job.metric("loss", [float("nan")])
+    webhooks.wait_for("/hang", 1)
+    assert wait_rows(alert_settings, 1) == [("vision", "killed", "nan", "loss", "fired", "pending")]
+    first.kill()
+    # The next worker sends what was stored but not sent, and does not evaluate the replayed records again.
+    monkeypatch.setenv(secret, webhooks.url + "/ok/json")
+    worker_factory(alert_settings)
+    job.metric("loss", [1.0], first_step=1)
+    wait_rows(alert_settings, 2)
+    settle(alert_settings)
+    feed.close()
+    assert alert_rows(alert_settings) == [
+        ("vision", "killed", "nan", "loss", "fired", "sent"),
+        ("vision", "killed", "nan", "loss", "resolved", "sent"),
+    ]
+    assert sorted(r.body["alert_id"] for r in webhooks.on("/ok/json")) == ["nan/loss/1/fired", "nan/loss/1/resolved"]
+    assert len(webhooks.on("/hang")) == 1
