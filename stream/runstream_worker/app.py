@@ -142,12 +142,7 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Re
     )
     runner.alerts.notifier = notifier
 
-    async def send_alerts() -> None:
-        if settings.worker_alert_resend_s:
-            await runner.alerts.resend_pending(time.time_ns() // 1_000_000 - int(settings.worker_alert_resend_s * 1000))
-        await notifier.run()
-
-    app.task(send_alerts)
+    app.task(notifier.run)
 
     for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)

@@ -176,6 +176,7 @@ class Runner:
             self._on_clickhouse,
             self._write_own,
             clock,
+            resend_ms=int(settings.worker_alert_resend_s * 1000),
         )
 
     async def handle(self, records: Sequence[SourceRecord]) -> Handled:

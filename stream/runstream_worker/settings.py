@@ -70,8 +70,9 @@ class WorkerSettings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     """Longest wait for one webhook call (RUNSTREAM_WORKER_ALERT_WEBHOOK_TIMEOUT_S)."""
 
     worker_alert_resend_s: float = Field(default=86_400.0, ge=0)
-    """At start, alerts stored this recently whose webhooks were not reached yet (a worker stopped
-    in between) are sent; 0 sends none again (RUNSTREAM_WORKER_ALERT_RESEND_S)."""
+    """When runs are assigned to the worker, their alerts stored this recently whose webhooks were
+    not reached yet (a worker stopped in between) are sent; 0 sends none again
+    (RUNSTREAM_WORKER_ALERT_RESEND_S)."""
 
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     """Port of the worker's probe: Prometheus ``/metrics`` (signed in as ``RUNSTREAM_HTTP_USER``),

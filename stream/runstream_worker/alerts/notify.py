@@ -129,15 +129,26 @@ class Notifier:
         self._session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.failed = 0
+        self._sending: set[tuple[str, str, str, str]] = set()
+        """Messages queued or being sent, by run and alert id."""
+
+    @staticmethod
+    def _ident(message: AlertMessage) -> tuple[str, str, str, str]:
+        return (message.team, message.project, message.run_id, message.alert_id)
+
+    def sending(self, message: AlertMessage) -> bool:
+        """Whether ``message`` is queued or being sent."""
+        return self._ident(message) in self._sending
 
     def submit(self, messages: list[AlertMessage]) -> list[AlertMessage]:
         """Queue the messages to send; returns those the full queue refused."""
         refused = []
         for message in messages:
-            if message.delivery != table.PENDING:
+            if message.delivery != table.PENDING or self.sending(message):
                 continue
             try:
                 self._queue.put_nowait(message)
+                self._sending.add(self._ident(message))
             except asyncio.QueueFull:
                 refused.append(message)
         return refused
@@ -164,6 +175,7 @@ class Notifier:
             except Exception as exc:  # never let one message stop the sender
                 log.error("alert delivery crashed", alert_id=message.alert_id, error=repr(exc)[:300])
             finally:
+                self._sending.discard(self._ident(message))
                 self._queue.task_done()
 
     async def deliver(self, message: AlertMessage) -> AlertMessage:

@@ -3,10 +3,11 @@
 Per take (``evaluate``, before the take's rows are stored): load the stored state of runs met for
 the first time, and their group and tags from ``runs``; evaluate; write the changed state and the
 new messages (``alert_state``, ``alerts``); only then queue the messages for their webhooks. A
-worker that dies after the write has its messages sent by the next worker (``resend_pending``),
+worker that dies after the write has its messages sent by the worker that owns the run next
+(``resend_pending``),
 and re-evaluates nothing (each run's marks say what was evaluated). The timer (``tick``) evaluates
-the time-based rules of the runs this worker owns; those met only in storage are loaded the first
-time after each assignment.
+the time-based rules of the runs this worker owns; those met only in storage are loaded, and their
+messages not sent yet are queued, the first time after each assignment.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ class AlertPipeline:
         on_clickhouse: OnClickHouse,
         write_own: WriteOwn,
         clock: Callable[[], int],
+        resend_ms: int = 86_400_000,
     ) -> None:
         self.book = book
+        self._resend_ms = resend_ms
         self.engine = AlertEngine()
         self._store = store
         self._on_clickhouse = on_clickhouse
@@ -124,6 +127,8 @@ class AlertPipeline:
             found = await self._retrying(self._store.alert_runs_since, since, what="alert runs")
             keys = {(str(t), str(p), str(r)) for t, p, r in found if self.owns(str(r)) and str(t) in rules}
             await self._load(keys)
+            if self._resend_ms:
+                await self.resend_pending(self._clock() - self._resend_ms)
             self._seeded = True
         await self._persist(self.engine.tick(rules, self._clock()))
 
@@ -197,11 +202,13 @@ class AlertPipeline:
         await self._write_own(rows, "alert delivery")
 
     async def resend_pending(self, since_ms: int) -> int:
-        """Queue the stored messages whose webhooks were not reached (a worker stopped in between)."""
+        """Queue the stored messages of the runs this worker owns whose webhooks were not reached (a
+        worker stopped in between), but for those it is sending itself."""
         if self.notifier is None or self._store is None:
             return 0
-        pending = await self._retrying(self._store.pending_alerts, since_ms, what="pending alerts")
-        refused = self.notifier.submit(list(pending))
+        stored = await self._retrying(self._store.pending_alerts, since_ms, what="pending alerts")
+        pending = [m for m in stored if self.owns(m.run_id) and not self.notifier.sending(m)]
+        refused = self.notifier.submit(pending)
         if pending:
             log.info("alerts not sent before are sent now", alerts=len(pending) - len(refused))
         return len(pending) - len(refused)
