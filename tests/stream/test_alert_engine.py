@@ -112,3 +112,16 @@ def test_a_changed_rule_starts_over_and_keys_per_rule_are_bounded() -> None:
     ) for i in range(MAX_SUBJECTS + 5)]  # fmt: skip
     out = engine.observe(keys, wide, 3_000)
     assert len(out.messages) == MAX_SUBJECTS
+
+
+def test_failed_rules_fire_once_for_the_statuses_they_list() -> None:
+    book = rules({"name": "failed", "kind": "failed", "statuses": ["failed", "crashed"], "notify": ["hook"]})
+    engine, _ = engine_with([RunStart(run=INFO)], book)
+    crashed = engine.crashed(INFO, book, 2_000)
+    assert summary(crashed.messages) == [("failed//1/fired", "fired", "pending")]
+    assert "heartbeats stopped" in crashed.messages[0].text
+    ended = engine.observe([RunEnd(run=INFO, status=RunStatus.FAILED, ended_at_ms=0)], book, 3_000)
+    assert summary(ended.messages) == [("failed//2/fired", "fired", "suppressed")]  # within wait_duration
+    finished = AlertEngine()
+    finished.load(KEY, None, {})
+    assert finished.observe([RunEnd(run=INFO, status=RunStatus.KILLED, ended_at_ms=0)], book, 1_000).messages == []
