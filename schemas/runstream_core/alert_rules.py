@@ -205,7 +205,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
 
 
+@functools.lru_cache(maxsize=65_536)
 def matches(pattern: str, name: str) -> bool:
+    """Whether ``name`` matches the glob ``pattern`` (cached: a run's keys repeat in every batch)."""
     return pattern == "*" or glob_regex(pattern).match(name) is not None
 
 

@@ -15,6 +15,7 @@ of the last one sent is stored but not sent (``suppressed``), as W&B spaces its 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import statistics
@@ -51,7 +52,9 @@ Rules = Mapping[str, ar.RuleSet]
 """The rules in force, by team."""
 
 
+@functools.lru_cache(maxsize=1024)
 def fingerprint(rule: ar.Rule) -> str:
+    """The rule's definition, hashed (cached: rules are frozen and looked up per point)."""
     return hashlib.sha1(ar.encode_rule(rule), usedforsecurity=False).hexdigest()[:16]
 
 
