@@ -583,3 +583,43 @@ def test_a_worker_killed_before_its_webhook_answered_has_the_next_one_send_it_on
     ]
     assert sorted(r.body["alert_id"] for r in webhooks.on("/ok/json")) == ["nan/loss/1/fired", "nan/loss/1/resolved"]
     assert len(webhooks.on("/hang")) == 1
+
+
+def test_a_rebalance_hands_the_runs_state_to_the_next_worker(
+    alert_settings: Settings,
+    secrets: None,
+    webhooks: WebhookReceiver,
+    worker_factory: Callable[[Settings], WorkerProcess],
+) -> None:
+    apply(
+        alert_settings,
+        ruleset([
+            {"name": "avg", "kind": "threshold", "metric": "acc", "above": 5, "window": 3, "notify": ["json"]},
+            {"name": "nan", "kind": "nan", "metric": "loss", "notify": ["json"]},
+        ]),
+    )  # fmt: skip
+    first = worker_factory(alert_settings)
+    feed = Feed(alert_settings)
+    jobs = [Job(feed, f"moved-{i}", "p") for i in range(4)]  # spread over the partitions
+    for job in jobs:
+        job.start()
+        job.metric("loss", [float("nan")])
+        job.metric("acc", [9.0, 9.0])  # two of the window's three points
+    wait_rows(alert_settings, len(jobs))
+    settle(alert_settings)
+    worker_factory(alert_settings)  # joins the group: partitions are split between the two
+    assert first.stop() == 0  # and then all go to the second
+    for job in jobs:
+        job.metric("acc", [9.0], first_step=2)
+        job.metric("loss", [float("nan")], first_step=1)  # the same episode: no new alert
+    wait_rows(alert_settings, 2 * len(jobs))
+    settle(alert_settings)
+    feed.close()
+    assert sorted(alert_rows(alert_settings)) == sorted(
+        [("vision", job.info.run_id, "avg", "acc", "fired", "sent") for job in jobs]
+        + [("vision", job.info.run_id, "nan", "loss", "fired", "sent") for job in jobs]
+    )
+    sent = sorted((r.body["run_id"], r.body["alert_id"]) for r in webhooks.on("/ok/json"))
+    assert sent == sorted(
+        [(job.info.run_id, "avg/acc/1/fired") for job in jobs] + [(job.info.run_id, "nan/loss/1/fired") for job in jobs]
+    )
