@@ -230,7 +230,9 @@ class Notifier:
                     retry = response.status == 429 or response.status >= 500
                     error = DeliveryError(f"answered HTTP {response.status}", retry=retry)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                error = DeliveryError(f"{type(exc).__name__}: {exc}"[:300] or "timed out", retry=True)
+                # The URL is a secret (Slack's and Discord's carry their token in the path): never in a reason.
+                text = f"{type(exc).__name__}: {exc}".replace(url, "<webhook url>")
+                error = DeliveryError(text[:300], retry=not isinstance(exc, aiohttp.InvalidURL))
             if not error.retry or attempt == self._tries:
                 raise DeliveryError(f"{error} (after {attempt} tries)", retry=False)
             await asyncio.sleep(delay)
