@@ -125,3 +125,12 @@ def test_failed_rules_fire_once_for_the_statuses_they_list() -> None:
     finished = AlertEngine()
     finished.load(KEY, None, {})
     assert finished.observe([RunEnd(run=INFO, status=RunStatus.KILLED, ended_at_ms=0)], book, 1_000).messages == []
+
+
+def test_quiet_runs_are_forgotten_and_read_again_from_their_state() -> None:
+    book = rules({"name": "nan", "kind": "nan", "metric": "loss"})
+    engine, _ = engine_with([RunStart(run=INFO), RunEnd(run=INFO, status=RunStatus.FINISHED, ended_at_ms=0)], book)
+    engine.tick(book, 1_000 + 599_000)
+    assert KEY in engine.runs
+    engine.tick(book, 1_000 + 601_000)
+    assert KEY not in engine.runs and KEY not in engine.entries

@@ -45,6 +45,11 @@ log = get_logger("runstream.alerts")
 MAX_DEFERRED = 32
 """Batches of points kept per run while its group and tags are unknown."""
 
+FORGET_ENDED_MS = 600_000
+"""An ended run is forgotten this long after its last record (its state stays in ``alert_state``)."""
+FORGET_OPEN_MS = 7 * 86_400_000
+"""A run that never ended is forgotten after a week of silence (its ``no_heartbeat`` alert long sent)."""
+
 MAX_SUBJECTS = 64
 """Keys (metrics, GPUs) one rule watches per run; more are ignored, with one warning."""
 
@@ -198,13 +203,26 @@ class AlertEngine:
             self._evaluate(key, run, event, scoped, now_ms, out)
 
     def tick(self, rules: Rules, now_ms: int) -> Outcome:
-        """The time-based rules over every open run known."""
+        """The time-based rules over every open run known (runs long quiet are forgotten first:
+        their state is stored, and read again if they send anything)."""
+        self._forget_quiet(now_ms)
         out = Outcome()
         for key, run in self.runs.items():
             ruleset = rules.get(key[0])
             if ruleset is not None and run.open:
                 out.add(self._timed(key, run, ruleset, now_ms))
         return out
+
+    def _forget_quiet(self, now_ms: int) -> None:
+        quiet = [
+            key
+            for key, run in self.runs.items()
+            if now_ms - run.last_seen_ms > (FORGET_ENDED_MS if not run.open else FORGET_OPEN_MS)
+        ]
+        for key in quiet:
+            del self.runs[key]
+            self.entries.pop(key, None)
+            self.deferred.pop(key, None)
 
     def crashed(self, info: RunInfo, rules: Rules, now_ms: int) -> Outcome:
         """A run the liveness tracker marked crashed: ``failed`` rules that list ``crashed``."""
