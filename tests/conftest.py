@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.pipeline",
     "tests.fixtures.endpoint",
     "tests.fixtures.clients",
+    "tests.fixtures.webhooks",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,15 @@ def test_the_wire_format_benchmark_prints_its_figures() -> None:
     assert loop["v1"]["records"] == loop["v2"]["records"] == 5  # 20,000 points in records of 4,096
     # Sizes are exact: a v2 point is 22 bytes (8 value, 8 step, 4 offset, 2 id) plus its share of the envelope.
     assert 22 < loop["v2"]["bytes_per_point"] < 23 < loop["v1"]["bytes_per_point"]
+
+
+def test_the_alerts_benchmark_prints_its_figures(tmp_path: Path, kafka_bootstrap: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "alerts.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+        env={**os.environ, "RUNSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == "alerts" and figures["alerts"] == 10
+    assert 0 < figures["latency_p50_s"] <= figures["latency_p99_s"] <= figures["latency_max_s"]

@@ -6,7 +6,7 @@
 
 Module-level shortcuts act on the run most recently started with ``init()``:
 ``runstream.log``, ``runstream.log_params``, ``runstream.set_tags``, ``runstream.finish``,
-``runstream.active_run``. Notebooks read runs back with ``runstream.query`` (the ``notebook``
+``runstream.active_run``, ``runstream.alert``. Notebooks read runs back with ``runstream.query`` (the ``notebook``
 extra), imported on first use so training jobs never load pandas.
 """
 
@@ -16,17 +16,20 @@ from types import ModuleType
 
 from runstream._distributed import Distributed
 from runstream._version import __version__
-from runstream.run import Run, Summary, active_run, finish, init, log_params, set_tags
+from runstream.run import Run, Summary, active_run, alert, finish, init, log_params, set_tags
 from runstream.run import log_metrics as log
 from runstream.settings import Settings
+from runstream_core.events import AlertLevel
 
 __all__ = [
+    "AlertLevel",
     "Distributed",
     "Run",
     "Settings",
     "Summary",
     "__version__",
     "active_run",
+    "alert",
     "finish",
     "init",
     "log",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import datetime
 import os
 import re
 import threading
@@ -31,8 +32,10 @@ from runstream_core.events import (
     MAX_NAME_LEN,
     MAX_STEP,
     RUN_ID_PATTERN,
+    AlertLevel,
     HardwareBatch,
     Heartbeat,
+    RunAlert,
     RunEnd,
     RunInfo,
     RunStart,
@@ -238,6 +241,8 @@ class Run:
             world_size=self.distributed.world_size,
         )
         self._rejected_entries = 0
+        self._alerted: dict[str, float] = {}
+        """Per alert title, when it was last sent (monotonic), for ``wait_duration``."""
         self.params = self._params(config or {}, {})
         self.summary = Summary(self._send_summary)
         self._next_step = state.last_step + 1 if state else 0
@@ -431,6 +436,44 @@ class Run:
         if name != self.info.name:
             self.info = msgspec.structs.replace(self.info, name=name)
             self._publish_update()
+
+    def alert(
+        self,
+        title: str,
+        text: str = "",
+        level: AlertLevel | str = AlertLevel.INFO,
+        wait_duration: float | datetime.timedelta = 60.0,
+    ) -> bool:
+        """Raise an alert (W&B's ``run.alert``): stored in ``alerts`` and sent to the webhooks of the
+        team's ``run_alert`` rules. An alert of the same title within ``wait_duration`` (seconds or a
+        timedelta) of the last one sent is dropped here. Returns whether it was sent; bad arguments
+        are warned about once and nothing is sent (an alert must never stop training)."""
+        if self._finished or self._transport is None:
+            self._ignored("alert")
+            return False
+        try:
+            wait_s = (
+                wait_duration.total_seconds() if isinstance(wait_duration, datetime.timedelta) else float(wait_duration)
+            )
+            event = RunAlert(
+                run=self.info,
+                ts_ms=_now_ms(),
+                title=title,
+                text=text,
+                level=AlertLevel(level.upper() if isinstance(level, str) else level),
+            )
+            event = msgspec.convert(msgspec.to_builtins(event), RunAlert)  # the schema's bounds, here
+        except (ValueError, TypeError, msgspec.ValidationError) as exc:
+            self._warn_once("alert-invalid", "alert() arguments refused; nothing sent", error=str(exc)[:300])
+            return False
+        now = time.monotonic()
+        with self._finish_lock:
+            last = self._alerted.get(title)
+            if last is not None and now - last < wait_s:
+                return False
+            self._alerted[title] = now
+        self._transport.publish(event)
+        return True
 
     def _params(self, config: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, str]:
         """Flattened params as text, those the event schema would refuse left out (counted, warned once per kind)."""
@@ -722,6 +765,16 @@ def log_params(params: Mapping[str, Any]) -> None:
 def set_tags(tags: Sequence[str] | Mapping[str, str]) -> None:
     """``set_tags()`` on the active run."""
     _require_active("set_tags").set_tags(tags)
+
+
+def alert(
+    title: str,
+    text: str = "",
+    level: AlertLevel | str = AlertLevel.INFO,
+    wait_duration: float | datetime.timedelta = 60.0,
+) -> bool:
+    """``Run.alert`` on the active run."""
+    return _require_active("alert").alert(title, text, level, wait_duration)
 
 
 def finish(status: RunStatus | str = RunStatus.FINISHED, timeout: float | None = None) -> DeliveryReport:

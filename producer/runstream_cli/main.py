@@ -196,6 +196,23 @@ def _cmd_teams_sync(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runstream_cli import alerts
+
+    ruleset = alerts.load(Path(args.rules_file))
+    summary = f"team {ruleset.team}: {len(ruleset.rules)} rule(s), {len(ruleset.webhooks)} webhook(s)"
+    if args.alerts_command == "check":
+        print(f"{args.rules_file} is valid ({summary})")
+        return 0
+    from runstream_worker.settings import WorkerSettings
+
+    applied = alerts.apply(ruleset, WorkerSettings())
+    print(f"applied {args.rules_file} ({summary}), version {applied.version}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runstream", description="runstream experiment and hardware tracking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboards", metavar="DIR", default="deploy/grafana/dashboards", help="folder with team/ and admin/ JSON"
     )
     teams_sync.set_defaults(func=_cmd_teams_sync)
+    alerts = sub.add_parser("alerts", help="alert rules as code, per team (see deploy/alerts.example.yaml)")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    for name, about in (
+        ("check", "validate a rules file; nothing is changed"),
+        ("apply", "validate a rules file and put it in force for its team (the workers pick it up live)"),
+    ):
+        command = alerts_sub.add_parser(name, help=about)
+        command.add_argument("rules_file", metavar="FILE", help="the team's rules file (YAML)")
+        command.set_defaults(func=_cmd_alerts)
     sub.add_parser("lag", help="print the worker's consumer lag per partition").set_defaults(func=_cmd_lag)
     schemas = sub.add_parser("schemas", help="write the JSON Schema export of the event schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")

@@ -252,6 +252,28 @@ class Heartbeat(_Envelope, frozen=True, kw_only=True, tag="heartbeat"):
     step: LastStep = -1
 
 
+class AlertLevel(enum.StrEnum):
+    """How loud an alert is (W&B's ``AlertLevel``)."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+MAX_ALERT_TEXT_LEN: Final = 16_384
+
+
+class RunAlert(_Envelope, frozen=True, kw_only=True, tag="run_alert"):
+    """An alert the job raised itself (``run.alert()``); the worker stores it and routes it by the
+    team's ``run_alert`` rules. ``wait_duration`` is applied by the SDK, before sending."""
+
+    run: RunInfo
+    ts_ms: EpochMs
+    title: Name
+    text: Annotated[str, msgspec.Meta(max_length=MAX_ALERT_TEXT_LEN)] = ""
+    level: AlertLevel = AlertLevel.INFO
+
+
 class MetricBatch(_Envelope, frozen=True, kw_only=True, tag="metric_batch"):
     """Many metric points of one run, column-wise: point ``i`` is (keys[i], steps[i], ts_ms[i], values[i])."""
 
@@ -398,10 +420,12 @@ class HardwareColumns(_Envelope, frozen=True, kw_only=True, tag="hardware_column
         _check_dictionary("hardware device", "devices", self.devices)
 
 
-Event = RunStart | RunUpdate | RunEnd | Heartbeat | MetricBatch | HardwareBatch | MetricColumns | HardwareColumns
-EventV1 = RunStart | RunUpdate | RunEnd | Heartbeat | MetricBatch | HardwareBatch
+Event = (
+    RunStart | RunUpdate | RunEnd | Heartbeat | RunAlert | MetricBatch | HardwareBatch | MetricColumns | HardwareColumns
+)
+EventV1 = RunStart | RunUpdate | RunEnd | Heartbeat | RunAlert | MetricBatch | HardwareBatch
 """What a consumer of wire format v1 knows: every event but the binary-column batches."""
-LIFECYCLE_EVENTS: Final = (RunStart, RunUpdate, RunEnd, Heartbeat)
+LIFECYCLE_EVENTS: Final = (RunStart, RunUpdate, RunEnd, Heartbeat, RunAlert)
 COLUMN_EVENTS: Final = (MetricColumns, HardwareColumns)
 """The v2 batches; every other event is v1."""
 # Events stored as rows that would be doubled by a replay; the worker drops repeats of these.

@@ -17,6 +17,7 @@ from runstream_core.events import (
     Heartbeat,
     MetricBatch,
     MetricColumns,
+    RunAlert,
     RunEnd,
     RunStart,
     RunUpdate,
@@ -42,7 +43,9 @@ class Topic:
     about: str
 
 
-RUNS = Topic("runs", TopicCode.RUNS, (RunStart, RunUpdate, RunEnd, Heartbeat), "run lifecycle and heartbeats")
+RUNS = Topic(
+    "runs", TopicCode.RUNS, (RunStart, RunUpdate, RunEnd, Heartbeat, RunAlert), "run lifecycle, heartbeats and alerts"
+)
 METRICS = Topic("metrics", TopicCode.METRICS, (MetricBatch, MetricColumns), "metric batches (v1 lists or v2 columns)")
 HARDWARE = Topic(
     "hardware",
@@ -53,7 +56,13 @@ HARDWARE = Topic(
 DEAD_LETTERS = Topic(
     "dead-letters", None, (), "records the worker could not store, with the reason and source offset in headers"
 )
-TOPICS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE, DEAD_LETTERS)
+ALERT_RULES = Topic(
+    "alert-rules",
+    None,
+    (),
+    "each team's applied alert rules (JSON, keyed by team, compacted); written by `runstream alerts apply`",
+)
+TOPICS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE, DEAD_LETTERS, ALERT_RULES)
 INPUTS: tuple[Topic, ...] = (RUNS, METRICS, HARDWARE)
 _BY_CODE = {topic.code: topic for topic in TOPICS if topic.code is not None}
 
@@ -89,6 +98,10 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return self.name(DEAD_LETTERS)
+
+    @property
+    def alert_rules(self) -> str:
+        return self.name(ALERT_RULES)
 
     def inputs(self) -> tuple[str, ...]:
         """Topics the worker consumes."""

@@ -4,8 +4,8 @@ One agent per input topic hands batches of records to ``Runner.handle``. Offsets
 acks a batch's events only after the agent body returns, and the body returns only once the runner
 has stored the batch. Faust commits acked offsets every ``worker_commit_interval_s``, so a crash
 replays, never skips. Two timers hand the runner the partitions' ends for its liveness and health
-figures; the dead-letter topic is reached through ``dead_letter_sender``, whose failures the
-runner retries.
+figures, a third evaluates the time-based alert rules, and a task sends alerts to their webhooks;
+the dead-letter topic is reached through ``dead_letter_sender``, whose failures the runner retries.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from runstream_core import kafka
 from runstream_core.log import get_logger
+from runstream_worker.alerts.notify import Notifier
 from runstream_worker.dead_letters import Letter, LetterTooLargeError
 from runstream_worker.decode import SourceRecord
 from runstream_worker.probe import Readiness
@@ -93,8 +94,12 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Re
             yield None
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else set()
+        runs_partitions = [tp.partition for tp in assigned if tp.topic == topics.runs]
+        count = app.consumer.topic_partitions(topics.runs) or settings.topic_partitions
+        runner.alerts.assigned(runs_partitions, count)  # runs may have moved: alert state is read again
         readiness.partitions_assigned()
-        log.info(ASSIGNED_EVENT, partitions=len(args[0]) if args else 0)  # for people; /ready is for tools
+        log.info(ASSIGNED_EVENT, partitions=len(assigned))  # for people; /ready is for tools
 
     app.on_partitions_assigned.connect(on_assigned)
 
@@ -119,6 +124,26 @@ def wire(app: faust.App, runner: Runner, settings: WorkerSettings, readiness: Re
         await runner.write_health(await partition_ends(topics.inputs()), time.time_ns() // 1_000_000)
 
     app.timer(interval=settings.worker_health_interval_s)(health)
+
+    async def alerts() -> None:
+        # As for liveness: a run whose heartbeats wait unread is not quiet, only not read yet (they
+        # carry the step too). Not the metrics topic: under load it always has records in flight.
+        backlog = sum(runner.behind(await partition_ends((topics.runs,))).values())
+        if not backlog:
+            await runner.alerts.tick()
+
+    app.timer(interval=settings.worker_alert_interval_s)(alerts)
+
+    notifier = Notifier(
+        runner.alerts.book,
+        runner.alerts.record,
+        runner.alert_undelivered,
+        tries=settings.worker_alert_webhook_tries,
+        timeout_s=settings.worker_alert_webhook_timeout_s,
+    )
+    runner.alerts.notifier = notifier
+
+    app.task(notifier.run)
 
     for topic_name in topics.inputs():
         topic = app.topic(topic_name, value_type=bytes, key_type=bytes, partitions=settings.topic_partitions)

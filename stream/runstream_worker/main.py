@@ -7,6 +7,7 @@ from faust import Worker
 
 from runstream_core.errors import RunstreamError
 from runstream_core.log import get_logger
+from runstream_worker.alerts.rulebook import RuleBook, RulesFeed
 from runstream_worker.app import create_app, dead_letter_max_bytes, dead_letter_sender, wire
 from runstream_worker.endpoint.config import EndpointConfig
 from runstream_worker.endpoint.server import EndpointServer, serve_summary
@@ -64,12 +65,16 @@ def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> N
         ensure_topics(settings)
         readiness.topics_exist()
         app = create_app(settings)
+        rules = RulesFeed(settings, settings.topics.alert_rules, RuleBook()).start()
+        if not rules.wait_caught_up(30.0):
+            log.warning("alert rules not read yet; rules will apply as they arrive")
         runner = Runner(
             settings,
             ClickHouseSink(settings),
             dead_letter_sender(app, settings),
             stats,
             dead_letter_max_bytes=dead_letter_max_bytes(app),
+            rules=rules.book,
         )
         wire(app, runner, settings, readiness)
         http = serve_embedded(settings)
@@ -86,6 +91,7 @@ def run_worker(settings: WorkerSettings, *, apply_migrations: bool = False) -> N
         finally:
             if http is not None:
                 http.stop()
+            rules.stop()
             runner.close()
             totals = stats.totals()
             log.info("worker stopped", records=totals.records, points=totals.points, rejected=totals.rejected)

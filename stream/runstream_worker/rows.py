@@ -19,6 +19,7 @@ from runstream_core.events import (
     Heartbeat,
     MetricBatch,
     MetricColumns,
+    RunAlert,
     RunEnd,
     RunStart,
     RunUpdate,
@@ -39,6 +40,9 @@ class RowBatch:
     params: list[list[Any]] = field(default_factory=list)
     summary: list[list[Any]] = field(default_factory=list)
     health: list[list[Any]] = field(default_factory=list)
+    alerts: list[list[Any]] = field(default_factory=list)
+    alert_state: list[list[Any]] = field(default_factory=list)
+    """``alerts`` and ``alert_state``: from the worker's alert evaluation, written before the take's rows."""
     heartbeats: int = 0
     live: Mapping[RunKey, LiveFields] = field(default_factory=dict)
     """Liveness of runs in this batch, from the worker's tracker (absent: nothing known)."""
@@ -64,7 +68,14 @@ class RowBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.metric_points or self.hardware_readings or self.runs or self.params or self.summary or self.health
+            self.metric_points
+            or self.hardware_readings
+            or self.runs
+            or self.params
+            or self.summary
+            or self.health
+            or self.alerts
+            or self.alert_state
         )
 
     def add_metrics(self, batch: MetricBatch) -> None:
@@ -116,6 +127,8 @@ class RowBatch:
             self.add_run_update(event)
         elif isinstance(event, RunEnd):
             self.add_run_end(event)
+        elif isinstance(event, RunAlert):
+            pass  # stored in `alerts` by the worker's alert evaluation
         else:
             self.add_heartbeat(event)
 

@@ -34,6 +34,8 @@ from typing import Any, Protocol, TypeVar
 
 from runstream_core.events import APPEND_ONLY_EVENTS, Event
 from runstream_core.log import get_logger
+from runstream_worker.alerts.pipeline import AlertPipeline, AlertStore
+from runstream_worker.alerts.rulebook import RuleBook
 from runstream_worker.dead_letters import Letter, LetterTooLargeError, letter
 from runstream_worker.decode import (
     RecordId,
@@ -51,6 +53,7 @@ from runstream_worker.rows import RowBatch, build_rows
 from runstream_worker.settings import WorkerSettings
 from runstream_worker.stats import WorkerStats, worker_id
 from runstream_worker.tables import pipeline_health, runs
+from runstream_worker.tables.alerts import AlertMessage
 from runstream_worker.tables.runs import LiveFields, RunKey, RunningRun
 
 log = get_logger("runstream.worker")
@@ -65,6 +68,9 @@ PartitionEnds = dict[tuple[str, int], tuple[int, int]]
 """Per (topic, partition): its end offset and the consumer's fetch position."""
 
 DEFAULT_DEAD_LETTER_BYTES = 1_000_000
+
+ALERTS_SOURCE = "alerts"
+"""The ``source_topic`` header of an alert that went to the dead-letter topic."""
 """Faust's producer's ``max_request_size``: the largest record it sends."""
 
 
@@ -145,6 +151,7 @@ class Runner:
         worker: str | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_BYTES,
+        rules: RuleBook | None = None,
     ) -> None:
         self._topic_prefix = settings.topic_prefix
         self._insert_tries = settings.worker_insert_tries
@@ -162,6 +169,15 @@ class Runner:
         self.worker = worker if worker is not None else worker_id()
         self._next_offsets: dict[tuple[str, int], int] = {}
         """Per (topic, partition): the offset after the last record handled, for the lag figure."""
+        # A sink without the alert tables' reads (a test's) evaluates no alerts.
+        self.alerts = AlertPipeline(
+            rules if rules is not None else RuleBook(),
+            sink if isinstance(sink, AlertStore) else None,
+            self._on_clickhouse,
+            self._write_own,
+            clock,
+            resend_ms=int(settings.worker_alert_resend_s * 1000),
+        )
 
     async def handle(self, records: Sequence[SourceRecord]) -> Handled:
         """Store one take; returns once it is stored (or set aside), never earlier."""
@@ -170,6 +186,9 @@ class Runner:
         for bad in decoded.rejected:
             await self._reject(bad)  # before the take is acked: a crash re-sends, never drops
         decoded.live = self.liveness.observe(decoded.events, self._clock())
+        # Alerts first: their state and messages are stored before the take, and a replay of the
+        # take is not evaluated again (alerts/pipeline.py).
+        await self.alerts.evaluate(decoded.events)
         stored = Stored(replays=decoded.replays)
         if decoded.events:
             stored.add(await self._store(decoded.events, decoded.sources, decoded.live, whole=True))
@@ -414,6 +433,14 @@ class Runner:
             )
         await self._write_own(rows, "crashed runs")
         self.stats.crashed(len(crashed))
+        for found in crashed:
+            await self.alerts.crashed(found.info)
+
+    async def alert_undelivered(self, message: AlertMessage, body: bytes, reason: str) -> None:
+        """Put an alert its webhooks did not take on the dead-letter topic (its body, never a URL)."""
+        source = SourceRecord(ALERTS_SOURCE, -1, -1, body, message.alert_id.encode())
+        await self._send_dead_letter(Rejected(source, f"alert not delivered: {reason}"[:2000]))
+        self.stats.dead_letter()
 
     async def _write_own(self, rows: RowBatch, what: str) -> None:
         """Write rows the worker makes itself: transient failures are retried until they pass; rows

@@ -64,6 +64,22 @@ class WorkerSettings(KafkaSettings, ClickHouseSettings, LoggingSettings):
     """How often the worker writes a ``pipeline_health`` row and updates its lag gauges
     (RUNSTREAM_WORKER_HEALTH_INTERVAL_S)."""
 
+    worker_alert_interval_s: float = Field(default=1.0, gt=0)
+    """How often the worker evaluates the alert rules that depend on time passing (``stalled``,
+    ``no_heartbeat``) (RUNSTREAM_WORKER_ALERT_INTERVAL_S)."""
+
+    worker_alert_webhook_tries: int = Field(default=3, ge=1, le=20)
+    """Times a webhook is tried for one alert (timeouts, refused connections, HTTP 429 and 5xx)
+    before the alert goes to the dead-letter topic (RUNSTREAM_WORKER_ALERT_WEBHOOK_TRIES)."""
+
+    worker_alert_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    """Longest wait for one webhook call (RUNSTREAM_WORKER_ALERT_WEBHOOK_TIMEOUT_S)."""
+
+    worker_alert_resend_s: float = Field(default=86_400.0, ge=0)
+    """When runs are assigned to the worker, their alerts stored this recently whose webhooks were
+    not reached yet (a worker stopped in between) are sent; 0 sends none again
+    (RUNSTREAM_WORKER_ALERT_RESEND_S)."""
+
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     """Port of the worker's probe: Prometheus ``/metrics`` (signed in as ``RUNSTREAM_HTTP_USER``),
     ``/ready`` and ``/live``; 0 turns it off (RUNSTREAM_WORKER_METRICS_PORT)."""

@@ -37,7 +37,7 @@ from runstream_core.settings import ClickHouseSettings
 from runstream_worker.decode import RecordId, StoredRows
 from runstream_worker.failures import TOO_MANY_PARTS, error_code
 from runstream_worker.rows import RowBatch
-from runstream_worker.tables import hardware, metrics, params, pipeline_health, runs, summary
+from runstream_worker.tables import alerts, hardware, metrics, params, pipeline_health, runs, summary
 from runstream_worker.tables._points import Arrays, arrow_table, row_count, take
 
 POINT_TABLES: dict[str, ModuleType] = {"metrics": metrics, "hardware": hardware}
@@ -202,6 +202,26 @@ class ClickHouseSink:
             # As clickhouse-connect raises the engine's errors: its code on the exception.
             raise DatabaseError(str(exc), code=error_code(exc)) from exc
 
+    def _rows(self, query: str, parameters: dict[str, Any]) -> list[Any]:
+        with self._lock:
+            return list(self._ensure_client().query(query, parameters=parameters).result_rows)
+
+    def alert_states(self, keys: set[tuple[str, str, str]]) -> list[Any]:
+        """Stored alert state of these runs: (team, project, run id, entry, blob) rows."""
+        return self._rows(alerts.STATE_QUERY, {"runs": sorted(keys)})
+
+    def run_infos(self, keys: set[tuple[str, str, str]]) -> list[Any]:
+        """Group, tags, status and name of these runs as stored: (team, project, run id, group, tags, status, name)."""
+        return self._rows(alerts.RUN_INFO_QUERY, {"runs": sorted(keys)})
+
+    def alert_runs_since(self, since_ms: int) -> list[Any]:
+        """Runs whose alert state changed since ``since_ms``: (team, project, run id) rows."""
+        return self._rows(alerts.OPEN_RUNS_QUERY, {"since": since_ms})
+
+    def pending_alerts(self, since_ms: int) -> list[alerts.AlertMessage]:
+        """Alert messages stored since ``since_ms`` whose webhooks were not reached yet."""
+        return [alerts.pending_message(row) for row in self._rows(alerts.PENDING_QUERY, {"since": since_ms})]
+
     def write(self, rows: RowBatch, token: str | None) -> None:
         """Insert ``rows``; ``token`` names the records they come from, so a retried batch is not
         stored twice."""
@@ -232,6 +252,10 @@ class ClickHouseSink:
                 client.insert("pipeline_health", rows.health, column_names=pipeline_health.COLUMNS)
             if rows.runs:
                 client.insert("runs", rows.runs, column_names=runs.COLUMNS)
+            if rows.alert_state:
+                client.insert("alert_state", rows.alert_state, column_names=alerts.STATE_COLUMNS)
+            if rows.alerts:
+                client.insert("alerts", rows.alerts, column_names=alerts.COLUMNS)
 
     def close(self) -> None:
         with self._lock:

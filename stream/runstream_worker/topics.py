@@ -13,6 +13,13 @@ from runstream_core.errors import CommError
 from runstream_worker.settings import WorkerSettings
 
 
+def _new_topic(settings: WorkerSettings, name: str, replication: int) -> NewTopic:
+    if name == settings.topics.alert_rules:
+        # One record per team, the newest kept for good: every worker reads the whole topic.
+        return NewTopic(name, 1, replication, topic_configs={"cleanup.policy": "compact"})
+    return NewTopic(name, settings.topic_partitions, replication)
+
+
 def ensure_topics(settings: WorkerSettings, timeout_s: float = 60.0) -> list[str]:
     """Create missing topics (partitions from settings, replication 1 per broker count); returns those created."""
     deadline = time.monotonic() + timeout_s
@@ -30,7 +37,7 @@ def ensure_topics(settings: WorkerSettings, timeout_s: float = 60.0) -> list[str
             brokers = max(1, len(admin.describe_cluster().get("brokers", [])))
             missing = [name for name in wanted if name not in existing]
             if missing:
-                new = [NewTopic(name, settings.topic_partitions, min(3, brokers)) for name in missing]
+                new = [_new_topic(settings, name, min(3, brokers)) for name in missing]
                 with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                     admin.create_topics(new)
             return missing

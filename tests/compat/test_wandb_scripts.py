@@ -150,8 +150,10 @@ def test_wandb_docs_scripts_store_exactly_what_wandb_would_show(
         "baseline": "",
         "cnn": "",
         "job_type": "train",
-        "alert:Low accuracy": "WARN: Accuracy 0.2 is below 0.3",
     }
+    assert client.query(
+        "SELECT kind, event, level, title, text FROM alerts FINAL WHERE run_id = {r:String}", parameters={"r": run_id}
+    ).result_rows == [("run_alert", "raised", "WARN", "Low accuracy", "Accuracy 0.2 is below 0.3")]
     assert params_of(client, run_id) == {
         "epochs": "4",
         "batch_size": "32",

@@ -13,6 +13,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from runstream_grafana.dashboards.run_comparison import MAX_POINTS_PER_CURVE
 from runstream_grafana.dashboards.variables import team_and_project
 from runstream_worker.rows import RowBatch
 from runstream_worker.sink import ClickHouseSink
-from tests.fixtures.seed import SeedFacts, SeedRun, loss_at, seed
+from tests.fixtures.seed import ALERT_AFTER_MS, ALERT_RULE, SeedFacts, SeedRun, loss_at, seed
 from tests.fixtures.settings import StackSettings as Settings
 from tests.grafana.emulator import QueryContext, all_queries, expand
 from tests.grafana.helpers import run
@@ -57,6 +58,20 @@ SHORT_TEAM, SHORT_NAME, SHORT_STEPS = "robotics", "short run", 300
 
 TIME_SERIES = ("time", "series", "value")
 OPTION = ("value", "text")  # every variable query: the option's value (its text, URL-encoded), then its text
+ANNOTATION = ("time", "title", "text", "tags")  # what the ClickHouse plugin reads as an annotation
+ALERT_COLUMNS = (
+    "ts",
+    "level",
+    "event",
+    "rule",
+    "kind",
+    "subject",
+    "project",
+    "run_id",
+    "title",
+    "text",
+    "delivery",
+)
 EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
     (OVERVIEW, "variable team"): OPTION,
     (OVERVIEW, "variable project"): OPTION,
@@ -91,6 +106,8 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "ended_at",
         "last_step",
     ),
+    (OVERVIEW, "annotation Alerts"): ANNOTATION,
+    (OVERVIEW, "Alerts"): ALERT_COLUMNS,
     (COMPARISON, "variable team"): OPTION,
     (COMPARISON, "variable project"): OPTION,
     (COMPARISON, "variable run"): OPTION,
@@ -107,6 +124,8 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "last_step",
     ),
     (COMPARISON, "Leaderboard: best ${metric:text}"): ("name", "run_id", "project", "user", "status", "value", "step"),
+    (COMPARISON, "annotation Alerts"): ANNOTATION,
+    (COMPARISON, "Alerts"): ALERT_COLUMNS,
     (HARDWARE, "variable team"): OPTION,
     (HARDWARE, "variable project"): OPTION,
     (HARDWARE, "variable run"): OPTION,
@@ -665,3 +684,23 @@ def test_cross_team_usage_and_best_results(client: Client, facts: SeedFacts, con
     _, hours = run(client, CROSS_TEAM, "GPU-hours by team", context, team=teams)
     assert {row["team"] for row in hours} == set(facts.teams)
     assert sum(row["gpu_hours"] for row in hours) == pytest.approx(sum(row["gpu_hours"] for row in usage))
+
+
+def test_alert_panels_and_annotations_show_the_chosen_runs_alerts(
+    client: Client, facts: SeedFacts, context: QueryContext
+) -> None:
+    alert_at = datetime.fromtimestamp((facts.start_ms + ALERT_AFTER_MS) / 1000, tz=UTC).replace(tzinfo=None)
+    _, chosen = run(client, COMPARISON, "Alerts", context)
+    assert sorted((r["run_id"], r["rule"], r["event"], r["delivery"], r["ts"]) for r in chosen) == [
+        (run_id, ALERT_RULE, "fired", "sent", alert_at) for run_id in sorted(CHOSEN_RUNS)
+    ]
+    _, notes = run(client, COMPARISON, "annotation Alerts", context)
+    assert sorted((n["time"], n["text"], tuple(n["tags"])) for n in notes) == sorted(
+        (alert_at, f"value is nan ({r.project}/{r.run_id})", ("ERROR", "nan", ALERT_RULE))
+        for r in vision(facts)
+        if r.run_id in CHOSEN_RUNS
+    )
+    _, overview = run(client, OVERVIEW, "Alerts", context)
+    assert sorted(r["run_id"] for r in overview) == sorted(r.run_id for r in vision(facts))
+    _, everyone = run(client, OVERVIEW, "annotation Alerts", context, team=ALL)
+    assert len(everyone) == len(facts.runs)

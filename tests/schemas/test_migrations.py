@@ -22,6 +22,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
         "run_latest",
         "insert_tokens",
         "fine_rollups",
+        "alerts",
     ]
     assert migrate(chdb_settings) == []  # idempotent
     assert pending(chdb_settings) == []
@@ -30,6 +31,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
     try:
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert {"runs", "params", "metrics", "hardware", "summary", "ingested_records", "schema_migrations"} <= tables
+        assert {"alerts", "alert_state"} <= tables
         assert client.query("SELECT version, name FROM schema_migrations ORDER BY version").result_rows == [
             (1, "initial"),
             (2, "sdk_events"),
@@ -38,6 +40,7 @@ def test_migrate_creates_tables_once_and_records_versions(chdb_settings: Setting
             (5, "run_latest"),
             (6, "insert_tokens"),
             (8, "fine_rollups"),
+            (9, "alerts"),
         ]
         order = client.query(
             "SELECT sorting_key FROM system.tables WHERE database = 'runstream' AND name = 'metrics'"

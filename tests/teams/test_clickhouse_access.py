@@ -78,6 +78,7 @@ def test_no_team_tables_means_migrate_first() -> None:
 def test_discovery_finds_every_table_with_a_team_column(client: Client) -> None:
     objects = access.discover(access.ClientSession(client), "runstream")
     assert objects.tables == (
+        "alerts",
         "gpu_hours",
         "hardware",
         "hardware_minute",
@@ -92,7 +93,13 @@ def test_discovery_finds_every_table_with_a_team_column(client: Client) -> None:
     assert objects.views == ("metric_summary_view", "run_table")
     # Not granted: tables without a team column, and materialized views (their targets are).
     granted = set(objects.granted)
-    assert not granted & {"pipeline_health", "schema_migrations", "ingested_records", "metric_summary_mv"}
+    assert not granted & {
+        "pipeline_health",
+        "schema_migrations",
+        "ingested_records",
+        "metric_summary_mv",
+        "alert_state",  # the worker's own bookkeeping
+    }
 
 
 def test_new_tables_with_a_team_column_are_covered(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -178,6 +185,7 @@ MEASURES: dict[str, tuple[str, Callable[[SeedFacts, list[SeedRun]], float]]] = {
     "run_latest": ("count(DISTINCT run_id)", lambda f, runs: len(runs)),
     "run_table": ("count()", lambda f, runs: len(runs)),
     "summary": ("count()", lambda f, runs: 0),
+    "alerts": ("count()", lambda f, runs: len(runs)),  # one per run
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import enum
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -17,14 +16,13 @@ from runstream.run import Run
 from runstream.wandb import _unsupported
 from runstream.wandb._config import Config
 from runstream.wandb._metrics import Definitions, MetricDefinition, WandbSummary, parse_summary
-from runstream_core.events import MAX_KEY_LEN, MAX_LABEL_LEN, RunStatus, control_character
+from runstream_core.events import RunStatus, control_character
 from runstream_core.log import WarnOnce, get_logger
 
 log = get_logger("runstream.wandb")
 
 _PLAIN = frozenset((float, int))
 
-ALERT_TAG_PREFIX = "alert:"
 """Alerts are stored as the run's tags ``alert:<title>`` = ``"<LEVEL>: <text>"`` (the newest per title)."""
 
 
@@ -63,7 +61,6 @@ class WandbRun:
         self.summary = WandbSummary(self._definitions, run.summary)
         self._step = max(run.step + 1, 0)
         self._pending: dict[Any, Any] = {}
-        self._alerts_sent: dict[str, float] = {}
         self._finished = False
         config._attach(run.log_params)  # the values it holds went with the run's start
         atexit.register(self._finish_at_exit)
@@ -245,8 +242,9 @@ class WandbRun:
         level: str | AlertLevel | None = None,
         wait_duration: float | timedelta | None = None,
     ) -> None:
-        """Record an alert on the run: the tag ``alert:<title>`` = ``"<LEVEL>: <text>"`` and a log line. An
-        alert with the same title within ``wait_duration`` (default one minute, as W&B) is not recorded."""
+        """Raise an alert, as ``runstream.Run.alert`` does: stored in the ``alerts`` table and sent to the
+        webhooks of the team's ``run_alert`` rules. An alert with the same title within ``wait_duration``
+        (default one minute, as W&B) is not sent. Bad arguments raise as in W&B."""
         level_name = (level.value if isinstance(level, AlertLevel) else level) or "INFO"
         if level_name not in AlertLevel.__members__:
             raise ValueError("level must be one of 'INFO', 'WARN', or 'ERROR'")
@@ -258,15 +256,8 @@ class WandbRun:
             wait_s = float(wait_duration)
         else:
             raise TypeError("wait_duration must be an int, float, or datetime.timedelta")
-        now = time.monotonic()
-        last = self._alerts_sent.get(title)
-        if last is not None and now - last < wait_s:
-            log.info("alert not recorded: the same title was sent less than wait_duration ago", title=title)
-            return
-        self._alerts_sent[title] = now
-        log.warning("alert", title=title, text=text, level=level_name, run_id=self.id)
-        key = ALERT_TAG_PREFIX + _one_line(str(title), MAX_KEY_LEN - len(ALERT_TAG_PREFIX))
-        self._run.set_tags({key: _one_line(f"{level_name}: {text}", MAX_LABEL_LEN)})
+        if self._run.alert(str(title), str(text), level_name, wait_s):
+            log.warning("alert", title=title, text=text, level=level_name, run_id=self.id)
 
     # -- ending --------------------------------------------------------------------------
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:

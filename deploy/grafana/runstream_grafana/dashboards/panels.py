@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from typing import Protocol, Self, TypeVar
 
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, DataTransformerConfig
@@ -59,4 +61,54 @@ def partition_by(field: str) -> DataTransformerConfig:
     return DataTransformerConfig(
         id_val="partitionByValues",
         options={"fields": [field], "keepFields": False, "naming": {"asLabels": False}},
+    )
+
+
+ALERT_COLUMNS = "ts, level, event, rule, kind, subject, project, run_id, title, text, delivery"
+
+
+def alerts_table(where: str, *, description: str, width: int = 24) -> table.Panel:
+    """The "Alerts" panel: the alert messages of the runs ``where`` selects, newest first."""
+    return with_query(
+        table.Panel(),
+        "Alerts",
+        f"""
+        SELECT {ALERT_COLUMNS}
+        FROM alerts FINAL
+        WHERE {where} AND $__timeFilter(ts)
+        ORDER BY ts DESC, alert_id
+        LIMIT 500
+        """,
+        description=description,
+        width=width,
+    )
+
+
+def alert_annotations(where: str) -> dash.AnnotationQuery:
+    """Alerts fired or raised by the runs ``where`` selects, as annotations on every time axis."""
+    target = (
+        ClickHouseQueryBuilder()
+        .ref_id("Alerts")
+        .raw_sql(
+            sql(
+                f"""
+                SELECT ts AS time, title, concat(text, ' (', project, '/', run_id, ')') AS text,
+                       [level, kind, rule] AS tags
+                FROM alerts FINAL
+                WHERE {where} AND event != 'resolved' AND $__timeFilter(ts)
+                ORDER BY ts
+                LIMIT 1000
+                """
+            )
+        )
+        .table()
+    )
+    return (
+        dash.AnnotationQuery()
+        .name("Alerts")
+        .datasource(DATASOURCE)
+        .enable(True)
+        .icon_color("red")
+        # The SDK types annotation targets as Grafana's own; the plugin's SQL query is what it runs.
+        .target(target)  # type: ignore[arg-type]
     )

@@ -15,9 +15,9 @@ class DashboardQuery:
     """One query as stored in a dashboard, with macros and variables not yet expanded."""
 
     dashboard_uid: str
-    title: str  # the panel's title, or "variable <name>"
+    title: str  # the panel's title, "variable <name>" or "annotation <name>"
     sql: str
-    query_type: str  # "table", "timeseries", or "variable"
+    query_type: str  # "table", "timeseries", "variable" or "annotation"
 
 
 def variables_of(model: Dashboard) -> list[VariableModel]:
@@ -36,6 +36,9 @@ def queries_of(model: Dashboard) -> list[DashboardQuery]:
         for v in variables_of(model)
         if v.type_val == VariableType.QUERY
     ]
+    for annotation in model.annotations.list_val or [] if model.annotations else []:
+        if isinstance(annotation.target, ClickHouseQuery):
+            found.append(DashboardQuery(uid, f"annotation {annotation.name}", annotation.target.raw_sql, "annotation"))
     for panel in model.panels or []:
         if not isinstance(panel, Panel):
             continue
@@ -47,5 +50,6 @@ def queries_of(model: Dashboard) -> list[DashboardQuery]:
 
 
 def dashboard_queries() -> list[DashboardQuery]:
-    """All queries of all dashboards, in dashboard order: variables first, then panels in layout order."""
+    """All queries of all dashboards, in dashboard order: variables first, then annotations, then
+    panels in layout order."""
     return [query for spec in DASHBOARDS for query in queries_of(spec.build())]

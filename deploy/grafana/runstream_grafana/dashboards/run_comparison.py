@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from runstream_core.buckets import level_sql, width_sql
-from runstream_grafana.dashboards.panels import partition_by, with_query
+from runstream_grafana.dashboards.panels import alert_annotations, alerts_table, partition_by, with_query
 from runstream_grafana.dashboards.variables import (
     RUNS_IN_RANGE,
     best_variable,
@@ -43,6 +43,7 @@ DIFFERS = " (differs)"
 _METRIC = variable_text("metric")
 _GROUP_BY = variable_text("group_by")
 _CHOSEN_RUNS = f"{team_and_project()} AND {in_variable('run_id', 'run')} AND {RUNS_IN_RANGE}"
+_CHOSEN_ALERTS = f"{team_and_project()} AND {in_variable('run_id', 'run')}"
 
 
 def _group_by_variable() -> dash.QueryVariable:
@@ -237,4 +238,11 @@ def build() -> dash.Dashboard:
         .with_panel(_params_table())
         .with_panel(_summary_table())
         .with_panel(_leaderboard())
+        .annotation(alert_annotations(_CHOSEN_ALERTS))
+        .with_panel(
+            alerts_table(
+                _CHOSEN_ALERTS,
+                description="Alert messages of the chosen runs in the time range, newest first.",
+            )
+        )
     )

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.piechart import PieChartLabels, PieChartType
 
 from runstream_core import hardware_keys as hw
-from runstream_grafana.dashboards.panels import with_query
+from runstream_grafana.dashboards.panels import alert_annotations, alerts_table, with_query
 from runstream_grafana.dashboards.variables import (
     RUNS_IN_RANGE,
     datasource_variable,
@@ -158,5 +158,13 @@ def build() -> dash.Dashboard:
         .with_panel(_gpu_utilization())
         .with_panel(_gpu_hours_this_week())
         .with_panel(_active_runs())
+        .annotation(alert_annotations(team_and_project()))
         .with_panel(_failed_runs())
+        .with_panel(
+            alerts_table(
+                team_and_project(),
+                description="Alert messages of the team's runs in the time range (rules: `runstream alerts apply`); "
+                "delivery: sent, suppressed within the rule's wait_duration, failed (dead-lettered), none.",
+            )
+        )
     )
