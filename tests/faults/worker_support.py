@@ -16,7 +16,6 @@ from runstream_core.events import (
     Event,
     HardwareBatch,
     HardwareColumns,
-    Heartbeat,
     MetricBatch,
     MetricColumns,
     RunEnd,

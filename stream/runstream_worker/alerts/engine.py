@@ -23,7 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from runstream_core import alert_rules as ar
+from runstream_core.columns import to_batch
 from runstream_core.events import (
+    COLUMN_EVENTS,
     Event,
     HardwareBatch,
     Heartbeat,
@@ -74,7 +76,7 @@ class Outcome:
 
 
 def _run_key(event: Event) -> RunKey:
-    if isinstance(event, (MetricBatch, HardwareBatch)):
+    if isinstance(event, (MetricBatch, HardwareBatch, *COLUMN_EVENTS)):
         return (event.team, event.project, event.run_id)
     return (event.run.team, event.run.project, event.run.run_id)
 
@@ -136,11 +138,13 @@ class AlertEngine:
     def observe(self, events: Iterable[Event], rules: Rules, now_ms: int) -> Outcome:
         """Evaluate ``events`` (their runs loaded); each record once (see the module's docstring)."""
         out = Outcome()
-        for event in events:
-            key = _run_key(event)
+        for received in events:
+            key = _run_key(received)
             run = self.runs.get(key)
             if run is None:
                 continue  # no rules for its team, nothing to keep
+            # Wire format v2: its points as lists, for the runs some rule concerns only.
+            event = to_batch(received) if isinstance(received, COLUMN_EVENTS) else received
             if event.producer_id:
                 mark = f"{event.producer_id}/{_topic(event)}"
                 if event.seq <= run.marks.get(mark, -1):
