@@ -46,6 +46,9 @@ RUNLESS_SHARDING_KEYS: Final = {
     "pipeline_health": "cityHash64(worker)",
     # A handful of rows, written and read through the Distributed table: any spread will do.
     "schema_migrations": "version",
+    # The worker's alert state per run: its team column is run_team (so that no team's row policy
+    # grants it); sharded by run like the run's own rows.
+    "alert_state": "cityHash64(run_team, project, run_id)",
 }
 
 

@@ -7,6 +7,8 @@ statement becomes:
   ``ReplicatedXMergeTree(REPLICA_PATH, REPLICA_NAME, args)`` (the deduplication window of a
   replicated table is ``replicated_deduplication_window``), then ``t ON CLUSTER AS t_local`` with
   ``ENGINE = Distributed(cluster, database, t_local, sharding key)``;
+- ``CREATE TABLE t (...) ENGINE = Null`` (stores nothing; views chained on it): ``t_local ON CLUSTER``
+  only: rows reach it through the views of the shard that holds them, never from a client;
 - ``CREATE MATERIALIZED VIEW v TO t AS SELECT ... FROM s``: ``v ON CLUSTER TO t_local``, reading
   ``s_local``: each shard aggregates its own rows into its own rollups;
 - ``CREATE VIEW v AS ...``: ``v ON CLUSTER``, its query unchanged: it reads the Distributed tables;
@@ -58,6 +60,15 @@ def on_cluster(cluster: str) -> str:
     return f"ON CLUSTER {quote_identifier(check_cluster_name(cluster))}"
 
 
+def _engine_kind(rest: list[Token]) -> str | None:
+    """The engine named in what follows a column list (``ENGINE = Kind(...)``), if any."""
+    engine = next((i for i in meaningful(rest) if rest[i].is_word("ENGINE")), None)
+    at = next_meaningful(rest, engine + 1) if engine is not None else None
+    if at is not None and rest[at].text == "=":
+        at = next_meaningful(rest, at + 1)
+    return rest[at].text if at is not None and rest[at].kind == "word" else None
+
+
 def _word(text: str) -> Token:
     return Token("word", text)
 
@@ -72,6 +83,8 @@ class ClusterSchema:
     """Tables created so far (their user-facing names) and their sharding keys."""
     views: set[str] = field(default_factory=set)
     materialized_views: set[str] = field(default_factory=set)
+    local_only: set[str] = field(default_factory=set)
+    """Tables that exist on each shard only (Null engine: no Distributed table in front)."""
 
     def __post_init__(self) -> None:
         check_cluster_name(self.cluster)
@@ -124,6 +137,10 @@ class ClusterSchema:
                 "RUNLESS_SHARDING_KEYS (runstream_core/cluster.py), with a comment saying why"
             )
         local = local_table(name)
+        if _engine_kind(tokens[end + 1 :]) == "Null":
+            self.tables[name] = key
+            self.local_only.add(name)
+            return [at.renamed(tokens, f"{quote_identifier(local)} {self.clause}")]
         body = self._replicated(tokens, end + 1, name)
         create_local = at.renamed(tokens[: end + 1] + body, f"{quote_identifier(local)} {self.clause}")
         exists = " IF NOT EXISTS" if at.if_exists else ""
@@ -236,17 +253,20 @@ class ClusterSchema:
         statements = [
             f"ALTER TABLE {quote_identifier(local_table(at.name))} {self.clause}{','.join(map(join, commands))}"
         ]
-        if columns:
+        if columns and at.name not in self.local_only:
             statements.append(f"ALTER TABLE {quote_identifier(at.name)} {self.clause}{','.join(map(join, columns))}")
         return statements
 
     def _drop(self, tokens: list[Token]) -> list[str]:
         kind = [tokens[i].text.upper() for i in meaningful(tokens)][1]
         at = _Header.parse(tokens, ("DROP", kind), if_not_exists=False)
-        statements = [at.renamed(tokens, f"{quote_identifier(at.name)} {self.clause}")]
+        statements = []
+        if at.name not in self.local_only:
+            statements.append(at.renamed(tokens, f"{quote_identifier(at.name)} {self.clause}"))
         if at.name in self.tables:
             statements.append(at.renamed(tokens, f"{quote_identifier(local_table(at.name))} {self.clause}"))
         self.tables.pop(at.name, None)
+        self.local_only.discard(at.name)
         self.views.discard(at.name)
         self.materialized_views.discard(at.name)
         return statements
