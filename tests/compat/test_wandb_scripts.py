@@ -241,8 +241,8 @@ def test_the_module_needs_no_wandb_package(tmp_path: Path) -> None:
         "import runstream.wandb as wandb\n"
         "run = wandb.init(project='p', entity='t', mode='disabled', config={'lr': 0.1})\n"
         "wandb.log({'loss': 1.0})\n"
-        "wandb.finish()\n"
         "print(wandb.config.lr, 'wandb' in sys.modules and sys.modules['wandb'] is None)\n"
+        "wandb.finish()\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
