@@ -12,7 +12,10 @@ the worker has committed everything, the figures come from the stored rows thems
   inserted once more, in the same run, into a bare MergeTree of the same columns (no views) by the
   fastest path the engine has (an Arrow table through chDB's ``Python()``): the ceiling here;
   ``fraction_of_engine_limit`` is the pipeline's share of it;
-- ``worker_peak_rss_mb``: the worker process's peak resident memory (VmHWM).
+- ``worker_peak_rss_mb``: the worker process's peak resident memory (VmHWM);
+- ``cpu_s``: where the machine's CPU went from the first ``log()`` until everything was committed (the
+  jobs, the Kafka broker, the worker), with ``cpu_available_s`` (cores x that time) and the worker's
+  ``worker_cpu_s_per_million_points``: the profile that says which part holds the rate.
 
 Peer: an MLflow tracking server (sqlite backend, one worker) fed the same kind of points with
 ``log_batch`` of 1,000 metrics; skipped (null) where mlflow is not installed (it lives in the
@@ -27,6 +30,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -68,8 +72,9 @@ class BenchSettings(Settings, WorkerSettings):
     """The SDK's and the worker's fields in one object: the jobs read the first, the worker the second."""
 
 
-def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) -> tuple[int, int]:
-    """One training job: log ``rate`` points/s for ``seconds``, then finish. Returns (logged, undelivered)."""
+def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) -> tuple[int, int, float]:
+    """One training job: log ``rate`` points/s for ``seconds``, then finish. Returns (logged, undelivered,
+    CPU seconds of the process, its SDK threads included)."""
     settings = Settings.model_validate_json(settings_json)
     names = [f"metric_{k}" for k in range(keys)]
     run = Run(project="bench", team=f"team_{index % 3}", name=f"job-{index}", settings=settings)
@@ -84,7 +89,8 @@ def job(index: int, seconds: float, keys: int, rate: float, settings_json: str) 
             step += 1
         time.sleep(0.001)
     report = run.finish(timeout=300)
-    return step * keys, report.pending_records + report.overflow_points
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return step * keys, report.pending_records + report.overflow_points, usage.ru_utime + usage.ru_stime
 
 
 def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> dict[str, Any]:
@@ -107,6 +113,9 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
     )
     worker = WorkerProcess(settings, workdir / "worker.log").start().wait_ready()
     peak_rss_mb = 0.0
+    broker_cpu_before = sum(map(cpu_seconds, broker_pids()))
+    worker_cpu_before = cpu_seconds(worker.pid)
+    phase_started = time.monotonic()
     try:
         ctx = multiprocessing.get_context("spawn")
         rate = args.rate / args.jobs
@@ -114,11 +123,17 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
             results = pool.starmap(
                 job, [(i, args.seconds, args.keys, rate, settings.model_dump_json()) for i in range(args.jobs)]
             )
-        logged = sum(points for points, _ in results)
-        if any(undelivered for _, undelivered in results):
+        logged = sum(points for points, _, _ in results)
+        if any(undelivered for _, undelivered, _ in results):
             raise SystemExit(f"jobs left points undelivered or dropped: {results}")
         with console.status("waiting for the worker to commit everything"):
             wait_caught_up(settings, timeout_s=900, poll_s=0.2)
+        phase_s = time.monotonic() - phase_started
+        cpu = {
+            "jobs": round(sum(cpu_s for _, _, cpu_s in results), 1),
+            "broker": round(sum(map(cpu_seconds, broker_pids())) - broker_cpu_before, 1),
+            "worker": round(cpu_seconds(worker.pid) - worker_cpu_before, 1),
+        }
         peak_rss_mb = peak_rss(worker.pid)
     finally:
         worker.stop()
@@ -141,7 +156,32 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, console: Console) -> d
         "freshness_p50_s": round(p50_ms / 1000, 3),
         "freshness_p99_s": round(p99_ms / 1000, 3),
         "worker_peak_rss_mb": round(peak_rss_mb, 1),
+        "cpu_s": cpu,
+        "cpu_available_s": round(phase_s * (os.cpu_count() or 1), 1),
+        "worker_cpu_s_per_million_points": round(cpu["worker"] / stored * 1e6, 3),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pids() -> list[int]:
+    """The Kafka brokers running here (their JVMs' main class is kafka.Kafka)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def peak_rss(pid: int) -> float:
@@ -301,6 +341,12 @@ def main() -> None:
         f"the engine alone takes {figures['engine_points_per_s']:,} points/s "
         f"({figures['fraction_of_engine_limit']:.0%} of it reached); "
         f"worker peak RSS {figures['worker_peak_rss_mb']} MiB"
+    )
+    cpu = figures["cpu_s"]
+    console.print(
+        f"CPU seconds until committed: jobs {cpu['jobs']}, broker {cpu['broker']}, worker {cpu['worker']} "
+        f"of {figures['cpu_available_s']} available; the worker {figures['worker_cpu_s_per_million_points']} s "
+        "per million points"
     )
     if mlflow_rate:
         console.print(f"MLflow server: {mlflow_rate:,.0f} points/s -> runstream is {figures['speedup_vs_mlflow']}x")
