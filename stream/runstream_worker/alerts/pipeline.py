@@ -82,12 +82,15 @@ class AlertPipeline:
         self._owned: tuple[frozenset[int], int] | None = None
         """Partitions of the runs topic assigned here, and the topic's partition count."""
         self._seeded = True
+        self._assignments = 0
+        """Assignments so far: a read that spans one is made again (the runs' state may have moved)."""
 
     # -- ownership ------------------------------------------------------------------------
     def assigned(self, partitions: Iterable[int], count: int) -> None:
         """Partitions of the runs topic now assigned (of ``count``): forget every run and load the
         owned ones on the next tick."""
         self.engine.clear()
+        self._assignments += 1
         self._owned = (frozenset(partitions), max(1, count))
         self._seeded = False
 
@@ -123,45 +126,72 @@ class AlertPipeline:
         if not rules or self._store is None:
             return
         if not self._seeded:
+            assignments = self._assignments
             since = self._clock() - SEED_SINCE_MS
             found = await self._retrying(self._store.alert_runs_since, since, what="alert runs")
             keys = {(str(t), str(p), str(r)) for t, p, r in found if self.owns(str(r)) and str(t) in rules}
             await self._load(keys)
             if self._resend_ms:
                 await self.resend_pending(self._clock() - self._resend_ms)
+            if assignments != self._assignments:
+                return  # assigned again meanwhile: the next tick loads the runs owned now
             self._seeded = True
         await self._persist(self.engine.tick(rules, self._clock()))
 
     async def _load(self, keys: set[st.RunKey]) -> None:
+        """Put ``keys`` in the engine: their stored state the first time, their group and tags from
+        ``runs`` while unknown. Every read is awaited before anything is applied, so the caller
+        evaluates right after, with no await in between: a timer tick (which forgets quiet runs) or
+        an assignment (which forgets every run) during a read cannot drop a run the take concerns."""
         assert self._store is not None  # callers return early without one
-        unknown = self.engine.unknown(keys)
-        if unknown:
-            rows = await self._retrying(self._store.alert_states, unknown, what="alert state")
-            runs: dict[st.RunKey, st.RunState | None] = dict.fromkeys(unknown)
-            entries: dict[st.RunKey, dict[str, st.EntryState]] = {k: {} for k in unknown}
-            for team, project, run_id, entry, blob in rows:
-                key = (str(team), str(project), str(run_id))
-                if key not in runs:
-                    continue
-                if entry == st.RUN_ENTRY:
-                    runs[key] = st.decode_run(blob)
-                else:
-                    decoded = st.decode_entry(blob)
-                    if decoded is not None:
-                        entries[key][str(entry)] = decoded
-            for key in unknown:
-                self.engine.load(key, runs[key], entries[key])
-        now = self._clock()
-        lookup = {k for k in self.engine.without_info(keys) if now - self._info_tried.get(k, 0) >= INFO_RETRY_MS}
-        if lookup:
+        while True:
+            assignments, unknown = self._assignments, self.engine.unknown(keys)
+            stored = await self._stored_states(unknown) if unknown else {}
+            now = self._clock()
+            lookup = {
+                key
+                for key in keys
+                if not self._info_known(key, stored) and now - self._info_tried.get(key, 0) >= INFO_RETRY_MS
+            }
+            infos = await self._retrying(self._store.run_infos, lookup, what="run info") if lookup else ()
+            if assignments != self._assignments or self.engine.unknown(keys) - unknown:
+                continue  # runs forgotten meanwhile: their state may have changed since, read it again
+            for key, (run, entries) in stored.items():
+                self.engine.load(key, run, entries)
             for key in lookup:
                 self._info_tried[key] = now
-            for team, project, run_id, group, tags, status, name in await self._retrying(
-                self._store.run_infos, lookup, what="run info"
-            ):
+            for team, project, run_id, group, tags, status, name in infos:
                 self.engine.set_info(
                     (str(team), str(project), str(run_id)), str(group), dict(tags), str(name), str(status)
                 )
+            return
+
+    def _info_known(self, key: st.RunKey, stored: dict[st.RunKey, tuple[st.RunState | None, Any]]) -> bool:
+        if key in stored:
+            run = stored[key][0]
+            return run is not None and run.info_known
+        held = self.engine.runs.get(key)
+        return held is None or held.info_known  # not held: forgotten meanwhile, read again by the caller
+
+    async def _stored_states(
+        self, keys: set[st.RunKey]
+    ) -> dict[st.RunKey, tuple[st.RunState | None, dict[str, st.EntryState]]]:
+        """The stored state of each of ``keys`` (``None`` and no entries: nothing stored)."""
+        assert self._store is not None
+        rows = await self._retrying(self._store.alert_states, keys, what="alert state")
+        runs: dict[st.RunKey, st.RunState | None] = dict.fromkeys(keys)
+        entries: dict[st.RunKey, dict[str, st.EntryState]] = {k: {} for k in keys}
+        for team, project, run_id, entry, blob in rows:
+            key = (str(team), str(project), str(run_id))
+            if key not in runs:
+                continue
+            if entry == st.RUN_ENTRY:
+                runs[key] = st.decode_run(blob)
+            else:
+                decoded = st.decode_entry(blob)
+                if decoded is not None:
+                    entries[key][str(entry)] = decoded
+        return {key: (runs[key], entries[key]) for key in keys}
 
     async def _persist(self, outcome: Outcome) -> None:
         if not outcome.dirty and not outcome.messages:
