@@ -36,7 +36,9 @@ from runstream_core.clickhouse import connect
 from runstream_core.events import MetricBatch, encode_event
 from runstream_worker.migrate import migrate
 from runstream_worker.settings import WorkerSettings
+from runstream_worker.sink import ClickHouseSink
 from runstream_worker.tables import metrics as metrics_table
+from runstream_worker.tables._points import PointColumns
 
 STEPS_PER_S = 10
 START_MS = 1_767_225_600_000  # 2026-01-01 UTC
@@ -111,7 +113,7 @@ def records(data: dict[str, Any], points_per_record: int) -> list[MetricBatch]:
     return sorted(out, key=lambda record: (record.seq, record.run_id))
 
 
-def rows(batch: list[MetricBatch]) -> list[list[Any]]:
+def rows(batch: list[MetricBatch]) -> PointColumns:
     """The worker's rows for ``batch``, built by its own table module."""
     columns = metrics_table.columns()
     for record in batch:
@@ -153,13 +155,10 @@ def measure(args: argparse.Namespace, workdir: Path, console: Console) -> dict[s
     try:
         started = time.perf_counter()
         take = worker.worker_batch_records
+        sink = ClickHouseSink(settings)  # the worker's own insert path: Arrow columns through Python()
         for i, first in enumerate(range(0, len(batch), take)):
-            client.insert(
-                "metrics",
-                rows(batch[first : first + take]),
-                column_names=list(metrics_table.COLUMNS),
-                column_oriented=True,
-                settings={"insert_deduplication_token": f"bench-{i}"},
+            sink.insert_points(
+                "metrics", rows(batch[first : first + take]).arrays(), {"insert_deduplication_token": f"bench-{i}"}
             )
         insert_s = time.perf_counter() - started
         stored, _, on_disk = sizes(client, "metrics")

@@ -87,6 +87,6 @@ def discover(session: SqlSession, database: str) -> TeamObjects:
     for name, engine, create_query in rows:
         if engine == "View":
             (skipped if _FOREIGN_RIGHTS.search(str(create_query)) else views).append(str(name))
-        elif engine not in {"MaterializedView", "LiveView", "WindowView"}:
+        elif engine not in {"MaterializedView", "LiveView", "WindowView", "Null"}:  # Null: stores nothing to read
             tables.append(str(name))
     return TeamObjects(tuple(tables), tuple(views), tuple(skipped))

@@ -142,7 +142,11 @@ class Feed:
 
     def events(self, events: Iterable[Event]) -> None:
         for event in events:
-            run_id = event.run_id if isinstance(event, (MetricBatch, HardwareBatch)) else event.run.run_id
+            run_id = (
+                event.run_id
+                if isinstance(event, (MetricBatch, HardwareBatch, MetricColumns, HardwareColumns))
+                else event.run.run_id
+            )
             self._producer.send(self.topic_of(event), key=run_id.encode(), value=encode_event(event))
         self._producer.flush(timeout=60)
 
