@@ -16,21 +16,12 @@ from runstream.wandb import _state
 from runstream.wandb._config import Config
 from runstream.wandb._run import WandbRun
 from runstream_core.events import RunEnd, RunStart, RunUpdate
-from tests.producer.fixtures import FakeSender, factory_for
+from tests.producer.fixtures import FakeSender, factory_for, unit_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.05,
-        finish_timeout_s=5,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-        mode="disabled",
-    )
+    return unit_settings(tmp_path, flush_interval_s=0.05, finish_timeout_s=5, mode="disabled")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from runstream.settings import Settings
@@ -132,3 +133,17 @@ class DiskFillsUp:
         n = min(len(data), self.room)
         self.room -= n
         return os.write(fd, bytes(data[:n]))
+
+
+def unit_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """The SDK's settings for a unit test: no env file, fast flushes, a private runs dir, no sampler and
+    no SIGTERM handler; ``overrides`` on top."""
+    fields: dict[str, Any] = {
+        "flush_interval_s": 0.02,
+        "finish_timeout_s": 10,
+        "topic_prefix": "unit.",
+        "runs_dir": tmp_path / "runs",
+        "hardware_interval_s": 0,
+        "handle_sigterm": False,
+    }
+    return Settings(_env_file=None, **{**fields, **overrides})  # type: ignore[call-arg]

@@ -16,7 +16,7 @@ from runstream._transport import DeliveryReport, Identity, Transport, TransportS
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.events import MetricBatch, RunEnd, RunInfo, RunStart
-from tests.producer.fixtures import FakeSender, factory_for
+from tests.producer.fixtures import FakeSender, factory_for, unit_settings
 
 FIVE = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}
 # What a Run may use of its Transport; everything else there is the transport's own.
@@ -35,16 +35,7 @@ BOUNDARY = {
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.02,
-        finish_timeout_s=5,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-        max_buffered_points=1000,
-    )
+    return unit_settings(tmp_path, finish_timeout_s=5, max_buffered_points=1000)
 
 
 def make_transport(settings: Settings, sender: FakeSender, tmp_path: Path) -> Transport:

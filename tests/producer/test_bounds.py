@@ -28,20 +28,12 @@ from runstream_core.events import (
     RunStart,
     RunUpdate,
 )
-from tests.producer.fixtures import FakeSender, factory_for
+from tests.producer.fixtures import FakeSender, factory_for, unit_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.02,
-        finish_timeout_s=10,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-    )
+    return unit_settings(tmp_path)
 
 
 def make_run(settings: Settings, sender: FakeSender, **kwargs: Any) -> Run:

@@ -16,21 +16,12 @@ from runstream import _transport as transport_module
 from runstream._spool import SpoolWriter
 from runstream.run import Run
 from runstream.settings import Settings
-from tests.producer.fixtures import DiskFillsUp, FakeSender, OutageSender, factory_for, outage_factory
+from tests.producer.fixtures import DiskFillsUp, FakeSender, OutageSender, factory_for, outage_factory, unit_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.02,
-        finish_timeout_s=10,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-        max_points_per_record=100,
-    )
+    return unit_settings(tmp_path, max_points_per_record=100)
 
 
 def unwritable(tmp_path: Path) -> Path:

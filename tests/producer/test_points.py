@@ -15,7 +15,7 @@ from runstream._points import check_points
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.events import MAX_KEY_LEN
-from tests.producer.fixtures import FakeSender, factory_for
+from tests.producer.fixtures import FakeSender, factory_for, unit_settings
 
 
 class Reports:
@@ -114,15 +114,7 @@ def test_the_packer_checks_a_row_again_only_when_its_keys_change_or_it_holds_int
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.05,
-        finish_timeout_s=5,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-    )
+    return unit_settings(tmp_path, flush_interval_s=0.05, finish_timeout_s=5)
 
 
 def test_log_rejects_the_same_points_and_warns_once_whether_it_checks_them_at_once_or_when_packing(

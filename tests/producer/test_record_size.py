@@ -14,7 +14,7 @@ from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.events import Heartbeat, MetricBatch, RunEnd, RunInfo, RunStart, RunStatus, encode_event
 from runstream_core.topics import TopicCode
-from tests.producer.fixtures import FakeSender, _Future, factory_for
+from tests.producer.fixtures import FakeSender, _Future, factory_for, unit_settings
 
 KAFKA_MAX_REQUEST_SIZE = 1_048_576  # kafka-python's max_request_size default
 WIDE = {f"{i:04d}".ljust(254, "k"): float(i) for i in range(4096)}  # 4,096 points, 254-character keys
@@ -64,15 +64,7 @@ class SmallBrokerSender(FakeSender):
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.02,
-        finish_timeout_s=10,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-    )
+    return unit_settings(tmp_path)
 
 
 def test_the_reported_record_is_over_kafkas_limit() -> None:

@@ -16,20 +16,12 @@ from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.errors import UsageError
 from runstream_core.events import Heartbeat, MetricBatch, RunEnd, RunStart, RunUpdate
-from tests.producer.fixtures import FakeSender, factory_for
+from tests.producer.fixtures import FakeSender, factory_for, unit_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.05,
-        finish_timeout_s=5,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-    )
+    return unit_settings(tmp_path, flush_interval_s=0.05, finish_timeout_s=5)
 
 
 def make_run(settings: Settings, sender: Any, **kwargs: Any) -> Run:

@@ -12,23 +12,12 @@ from runstream._spool import read_spool, segment_paths
 from runstream.run import Run
 from runstream.settings import Settings
 from runstream_core.events import MetricBatch, RunEnd, RunStart, decode_event
-from tests.producer.fixtures import BlockedSender, OutageSender, decoded, factory_for, outage_factory
+from tests.producer.fixtures import BlockedSender, OutageSender, decoded, factory_for, outage_factory, unit_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        flush_interval_s=0.02,
-        finish_timeout_s=10,
-        topic_prefix="unit.",
-        runs_dir=tmp_path / "runs",
-        hardware_interval_s=0,
-        handle_sigterm=False,
-        max_points_per_record=100,
-        max_unsent_bytes=64 * 1024,
-        spool_segment_bytes=16 * 1024,
-    )
+    return unit_settings(tmp_path, max_points_per_record=100, max_unsent_bytes=64 * 1024, spool_segment_bytes=16 * 1024)
 
 
 def make_run(settings: Settings, factory: Any, **kwargs: Any) -> Run:
