@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 from clickhouse_connect.driver.client import Client
+from kafka.consumer.fetcher import ConsumerRecord
 
 from runstream_cli.worker_process import WorkerProcess
 from runstream_core.clickhouse import connect
@@ -69,15 +70,7 @@ def test_garbage_on_every_topic_is_dead_lettered_and_the_rest_flows(
     }
     # Bad records between the good ones, on every topic.
     events = [work.events() for work in good]
-    for i, (topic, value) in enumerate(bad.values()):
-        feed.events([events[i % 2].pop(0)] if events[i % 2] else [])
-        feed.send(topic, value)
-    for rest in events:
-        feed.events(rest)
-    feed.close()
-
-    letters = dead_letters(settings, len(bad))
-    wait_caught_up(settings, timeout_s=120)
+    letters = send_between(feed, events, bad, settings)
     assert worker.stop() == 0
     sent = {value: name for name, (_, value) in bad.items()}
     seen = {sent[record.value]: headers(record) for record in letters}
@@ -193,15 +186,7 @@ def test_hostile_v2_columns_are_dead_lettered_with_the_field_at_fault_and_the_re
         "columns on the runs topic": (t.runs, encode_event(points)),
     }
     events = [mixed_v2(work) for work in good]
-    for i, (topic, value) in enumerate(bad.values()):
-        feed.events([events[i % 2].pop(0)] if events[i % 2] else [])
-        feed.send(topic, value)
-    for rest in events:
-        feed.events(rest)
-    feed.close()
-
-    letters = dead_letters(settings, len(bad))
-    wait_caught_up(settings, timeout_s=120)
+    letters = send_between(feed, events, bad, settings)
     assert worker.stop() == 0
     sent = {value: name for name, (_, value) in bad.items()}
     reasons = {sent[record.value]: headers(record)["reason"] for record in letters}
@@ -227,6 +212,22 @@ def test_hostile_v2_columns_are_dead_lettered_with_the_field_at_fault_and_the_re
         "columns on the runs topic": f"event type MetricColumns does not belong on {t.runs}",
     }
     assert_stored_exactly(clickhouse_factory(settings), good)
+
+
+def send_between(
+    feed: Feed, events: list[list[Event]], bad: dict[str, tuple[str, bytes]], settings: Settings
+) -> list[ConsumerRecord]:
+    """Sends each bad record after one of the good runs' events (taking turns), then the rest of those
+    events; returns the dead letters once there is one per bad record and the worker has caught up."""
+    for i, (topic, value) in enumerate(bad.values()):
+        feed.events([events[i % 2].pop(0)] if events[i % 2] else [])
+        feed.send(topic, value)
+    for rest in events:
+        feed.events(rest)
+    feed.close()
+    letters = dead_letters(settings, len(bad))
+    wait_caught_up(settings, timeout_s=120)
+    return letters
 
 
 def mixed_v2(work: Workload) -> list[Event]:
